@@ -1,0 +1,1 @@
+"""Image, metric and command-line utilities shared by the entry scripts."""

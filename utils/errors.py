@@ -1,0 +1,28 @@
+"""One clear line for bad input: what went wrong, which file, what to do; never a traceback."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """An error caused by the user's input. Its message is printed as one line and the process exits non-zero."""
+
+    exit_code = 2
+
+
+def exit_on_user_error(main: F) -> F:
+    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>`` on stderr and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

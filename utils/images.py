@@ -1,0 +1,120 @@
+"""Reading, converting and writing images.
+
+Every reader returns RGB ``uint8`` (H, W, 3) or grayscale ``uint8`` (H, W) arrays, whatever the file stores:
+RGBA is composited on white, palette and CMYK images are converted, 16-bit images are scaled to 8 bits.
+Tensors used by the models are float in [-1, 1], shape (C, H, W) or (B, C, H, W).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a half-grey picture
+
+
+class ImageReadError(UserError):
+    """A file that should be an image could not be decoded."""
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` (sorted, by extension), or a :class:`UserError` if the folder is missing/empty."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist; pass an existing folder of .jpg/.png/.webp/.bmp files")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(f"image folder {folder} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer and float single-channel modes to 8-bit 'L'."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        maxval = 65535.0 if img.mode != "I" or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / maxval * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def _open(path: str | Path) -> Image.Image:
+    path = Path(path)
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise ImageReadError(f"{path}: not a readable image ({err}); delete or replace the file") from None
+    return _to_8bit(img)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Load any image file as RGB uint8 (H, W, 3); transparency is composited on white."""
+    img = _open(path)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_gray(path: str | Path) -> np.ndarray:
+    """Load any image file as grayscale uint8 (H, W) (ITU-R 601 luma, as PIL's 'L' mode)."""
+    rgb = load_rgb(path)
+    return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8).copy()
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W[, C]) -> float tensor (C, H, W) in [-1, 1]."""
+    arr = torch.from_numpy(np.ascontiguousarray(img)).float()
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.permute(2, 0, 1)
+    return arr / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float tensor (C, H, W) in [-1, 1] -> uint8 (H, W, C), or (H, W) for one channel. Values are clipped."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    arr = x.permute(1, 2, 0).numpy()
+    return arr[..., 0] if arr.shape[2] == 1 else arr
+
+
+def save_image(x: torch.Tensor | np.ndarray, path: str | Path) -> None:
+    """Save a [-1, 1] tensor (C, H, W) or a uint8 array as PNG (or by the file's extension)."""
+    arr = to_uint8(x) if isinstance(x, torch.Tensor) else x
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize the short side to ``size`` (area interpolation when shrinking) and crop the centre square."""
+    import cv2
+
+    h, w = img.shape[:2]
+    scale = size / min(h, w)
+    if scale != 1.0:
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        img = cv2.resize(img, (nw, nh), interpolation=interp)
+        h, w = nh, nw
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+def image_names(paths: Iterable[Path], root: Path) -> list[str]:
+    """Names relative to ``root`` with the extension removed (used to pair files across folders)."""
+    return [str(p.relative_to(root).with_suffix("")) for p in paths]
