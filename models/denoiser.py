@@ -1,0 +1,50 @@
+"""The preconditioned denoiser D(x; sigma, cond) of EDM (Karras et al. 2022, eq. 7 and Table 1).
+
+    D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(concat[c_in(sigma) x, S, R], c_noise(sigma))
+
+with the network F conditioned on the sketch S (1 channel) and the reference R (3 channels); c_noise comes from the
+active noise schedule (phi(sigma) for SSIMBaD). ``prediction="eps"`` gives EDM's VP preconditioning
+(c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(sigma^2 + 1)): F predicts the noise, as DDPM does.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .schedules import NoiseSchedule
+
+
+class Cond(NamedTuple):
+    """The conditioning images, in [-1, 1]: sketch [B, 1, H, W] and reference [B, 3, H, W]."""
+
+    sketch: torch.Tensor
+    reference: torch.Tensor
+
+
+class Denoiser(nn.Module):
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, sigma_data: float = 0.5, prediction: str = "edm"):
+        super().__init__()
+        if prediction not in ("edm", "eps"):
+            raise ValueError(f"prediction must be 'edm' or 'eps', got {prediction!r}")
+        self.net, self.schedule, self.sigma_data, self.prediction = net, schedule, sigma_data, prediction
+
+    def scalings(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out, c_in) for a tensor of noise levels (Table 1 of EDM)."""
+        if self.prediction == "eps":
+            return torch.ones_like(sigma), -sigma, 1 / (sigma**2 + 1).sqrt()
+        sd2 = self.sigma_data**2
+        return sd2 / (sigma**2 + sd2), sigma * self.sigma_data / (sigma**2 + sd2).sqrt(), 1 / (sigma**2 + sd2).sqrt()
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        """EDM's lambda(sigma) = 1 / c_out^2, which makes the effective training target of F unit-variance (eq. 8)."""
+        return 1 / self.scalings(sigma)[1] ** 2
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: Cond) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+        sigma = sigma.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
+        c_skip, c_out, c_in = self.scalings(sigma)
+        inp = torch.cat([c_in * x, cond.sketch.to(x.dtype), cond.reference.to(x.dtype)], dim=1)
+        f = self.net(inp, self.schedule.c_noise(sigma.reshape(-1)))
+        return c_skip * x + c_out * f.to(x.dtype)

@@ -1,0 +1,114 @@
+"""Samplers of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma (Karras et al. 2022, eq. 3 with
+sigma(t) = t, s(t) = 1), as pure functions sharing one signature:
+
+    sampler(denoiser, x, sigmas, cond, **options) -> x_0
+
+``denoiser(x, sigma, cond)`` is any D (a :class:`~models.denoiser.Denoiser`, a guided wrapper, or an analytic one),
+``x`` starts at sigmas[0] * noise, ``sigmas`` is a schedule's grid (decreasing, last entry 0).
+
+Options common to all: ``callback(i, x, denoised, sigma)`` sees every step (trajectories, progress bars) and
+``guide(denoised) -> loss`` adds gradient guidance after each step, x <- x - grad_x loss(D(x)) (SSIM guidance, see
+:mod:`models.ssim_guidance`; the guidance scale lives inside ``guide``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+Callback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None
+Guide = Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def _denoise(denoiser, x, sigma, cond, guide: Guide):
+    """D(x; sigma) and, with a guide, the gradient of guide(D(x; sigma)) with respect to x."""
+    if guide is None:
+        return denoiser(x, sigma, cond), None
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        denoised = denoiser(x_in, sigma, cond)
+        (grad,) = torch.autograd.grad(guide(denoised), x_in)
+    return denoised.detach(), grad
+
+
+@torch.no_grad()
+def sample_euler(denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None) -> torch.Tensor:
+    """First-order Euler steps on the grid; N steps cost N network evaluations."""
+    for i in range(len(sigmas) - 1):
+        denoised, grad = _denoise(denoiser, x, sigmas[i], cond, guide)
+        if callback is not None:
+            callback(i, x, denoised, sigmas[i])
+        x = x + (sigmas[i + 1] - sigmas[i]) * (x - denoised) / sigmas[i]
+        if grad is not None:
+            x = x - grad
+    return x
+
+
+@torch.no_grad()
+def sample_heun(
+    denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None, s_churn: float = 0.0,
+    s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """EDM Algorithm 2: Heun's second-order method with optional stochastic churn. N steps cost 2N - 1 evaluations
+    (the last step, to sigma = 0, is a plain Euler step). With s_churn = 0 it is deterministic."""
+    n = len(sigmas) - 1
+    for i in range(n):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        gamma = min(s_churn / n, math.sqrt(2) - 1) if s_tmin <= float(sigma) <= s_tmax else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:  # lines 5-6: add noise to move from sigma up to sigma_hat
+            eps = torch.randn(x.shape, generator=generator, device="cpu").to(x) * s_noise
+            x = x + (sigma_hat**2 - sigma**2).sqrt() * eps
+        denoised, grad = _denoise(denoiser, x, sigma_hat, cond, guide)
+        if callback is not None:
+            callback(i, x, denoised, sigma_hat)
+        d = (x - denoised) / sigma_hat
+        x_next = x + (sigma_next - sigma_hat) * d
+        if sigma_next > 0:  # lines 9-11: second-order correction
+            d_next = (x_next - denoiser(x_next, sigma_next, cond)) / sigma_next
+            x_next = x + (sigma_next - sigma_hat) * (d + d_next) / 2
+        x = x_next - grad if grad is not None else x_next
+    return x
+
+
+def sample_euler_diff(
+    denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None, checkpointing: bool = True,
+    grad_last_k: int | None = None,
+) -> torch.Tensor:
+    """Euler steps with gradients flowing through the whole trajectory (trajectory refinement).
+
+    ``checkpointing`` recomputes each step's activations in the backward pass instead of storing them, so memory
+    holds one step's activations plus the K step inputs. ``grad_last_k`` backpropagates through the last k steps
+    only (the earlier ones run without a graph). ``guide`` is not supported here (it needs its own graph).
+    """
+    if guide is not None:
+        raise ValueError("sample_euler_diff does not take a guide; guidance is a sampling-time option")
+    n = len(sigmas) - 1
+    first_grad = 0 if grad_last_k is None else max(0, n - grad_last_k)
+
+    def step(x_i: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        denoised = denoiser(x_i, sigmas[i], cond)
+        return x_i + (sigmas[i + 1] - sigmas[i]) * (x_i - denoised) / sigmas[i], denoised
+
+    for i in range(n):
+        if i < first_grad:
+            with torch.no_grad():
+                x, denoised = step(x, i)
+        elif checkpointing and torch.is_grad_enabled():
+            x, denoised = checkpoint(step, x, i, use_reentrant=False)
+        else:
+            x, denoised = step(x, i)
+        if callback is not None:
+            callback(i, x, denoised, sigmas[i])
+    return x
+
+
+SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "euler_diff": sample_euler_diff}
+
+
+def get_sampler(name: str):
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
