@@ -1,0 +1,1 @@
+"""Data pipeline: XDoG sketches, TPS-warped references, the evaluation protocol, datasets and the demo faces."""
