@@ -1,0 +1,188 @@
+"""``ColorizationDataModule``: training, validation and test triplets from folders of colour images.
+
+- train: every image of ``root`` (minus the validation hold-out), with a fresh XDoG sigma and TPS warp per access;
+- val: ``val_root``, or ``val_count`` images held out of ``root`` by a seeded split;
+- test: ``test_root``, or the validation images.
+
+Validation and test batches follow the evaluation protocol of :mod:`data.protocol` (same-reference warp from a
+per-image seed, cross-reference from a seeded derangement) and are bit-identical across runs for a given ``seed``.
+``sketch_root`` optionally supplies precomputed sketches for the images of ``root`` (paired by name); otherwise
+sketches are made with XDoG. Unreadable images are skipped with a warning line each and a count.
+
+Batches are dicts: target (B, 3, H, W), sketch (B, 1, H, W), reference (B, 3, H, W), [reference_cross (B, 3, H, W)]
+floats in [-1, 1], and name (list of str: path relative to its folder, no extension).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from utils.errors import UserError
+
+from .dataset import EvalDataset, Pipeline, TrainDataset
+from .folder import ImageEntry, pair_by_name, readable, scan_folder
+from .tps import TPSParams
+from .xdog import XDoGParams
+
+# SeedSequence words that separate the random streams derived from the one ``seed``.
+_SPLIT_STREAM = 101
+_LOADER_STREAM = 102
+
+
+class ColorizationDataModule(pl.LightningDataModule):
+    """Sketch + reference -> colour triplets from folders of colour images (see the module docstring).
+
+    Args:
+        root: folder of colour training images (searched recursively; jpg, png, webp, bmp).
+        size: side of the square images (short side resized, centre crop).
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        val_root: folder of validation images; None holds ``val_count`` images out of ``root``.
+        test_root: folder of test images; None tests on the validation images.
+        val_count: how many images of ``root`` the seeded split holds out when ``val_root`` is None.
+        sketch_root: folder of precomputed sketches paired by name with the images of ``root``; None uses XDoG.
+        seed: seeds the split, the evaluation protocol and the training augmentation stream.
+        limit_train: use only the first ``limit_train`` training images (None: all).
+        xdog_sigmas: XDoG blur sigmas, one drawn per training sample (and per test image from its seed).
+        xdog_k: ratio of the two XDoG blurs.
+        xdog_p: XDoG sharpening strength.
+        xdog_epsilon: XDoG threshold on the sharpened luminance in [0, 1].
+        xdog_phi: steepness of the XDoG tanh ramp.
+        tps_grid: control points per side of the TPS warp of the reference.
+        tps_shift: largest control-point offset, as a fraction of the image side.
+        tps_rotation: largest rotation of the reference in degrees (0 disables it).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        size: int = 256,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        val_root: str | None = None,
+        test_root: str | None = None,
+        val_count: int = 64,
+        sketch_root: str | None = None,
+        seed: int = 0,
+        limit_train: int | None = None,
+        xdog_sigmas: tuple[float, ...] = (0.3, 0.4, 0.5),
+        xdog_k: float = 3.5,
+        xdog_p: float = 10.0,
+        xdog_epsilon: float = 0.01,
+        xdog_phi: float = 1e9,
+        tps_grid: int = 5,
+        tps_shift: float = 0.05,
+        tps_rotation: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if size < 8 or batch_size < 1 or num_workers < 0:
+            raise UserError(f"need size >= 8, batch_size >= 1, num_workers >= 0 (got {size}, {batch_size}, {num_workers})")
+        if limit_train is not None and limit_train < 1:
+            raise UserError(f"limit_train must be a positive number of images or None, got {limit_train}")
+        try:
+            self.xdog = XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, xdog_phi)
+            self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
+        self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
+        self.val_count, self.seed, self.limit_train = val_count, seed, limit_train
+        self.train_set: TrainDataset | None = None
+        self.val_set: EvalDataset | None = None
+        self.test_set: EvalDataset | None = None
+        self._split: tuple[list[ImageEntry], list[ImageEntry]] | None = None
+        self._sketches: dict[str, Path] | None = None
+
+    # -- folders -------------------------------------------------------------------------------------------------
+
+    def _root_split(self) -> tuple[list[ImageEntry], list[ImageEntry]]:
+        """(train, held-out val) entries of ``root``; the split is made on names, before any file is screened."""
+        if self._split is None:
+            entries = scan_folder(self.root)
+            if self.sketch_root is not None:
+                self._sketches = pair_by_name(entries, self.sketch_root)
+            if self.val_root is not None:
+                self._split = (entries, [])
+            else:
+                if not 2 <= self.val_count < len(entries):
+                    raise UserError(
+                        f"{self.root} has {len(entries)} images: cannot hold out val_count={self.val_count} for "
+                        "validation (need 2 <= val_count < number of images); change val_count or pass val_root"
+                    )
+                order = np.random.default_rng([self.seed, _SPLIT_STREAM]).permutation(len(entries))
+                held = set(order[: self.val_count].tolist())
+                self._split = (
+                    [e for i, e in enumerate(entries) if i not in held],
+                    [e for i, e in enumerate(entries) if i in held],
+                )
+        return self._split
+
+    def _pipeline(self, with_sketches: bool) -> Pipeline:
+        return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None)
+
+    def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
+        """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""
+        if folder is None:
+            entries = readable(self._root_split()[1], decode=True, what=f"{what} images")
+            if self._sketches is not None:
+                sketches = readable(
+                    [ImageEntry(e.name, self._sketches[e.name]) for e in entries], decode=True, what=f"{what} sketches"
+                )
+                names = {s.name for s in sketches}
+                entries = [e for e in entries if e.name in names]
+            return EvalDataset(entries, self._pipeline(with_sketches=True), self.seed)
+        entries = readable(scan_folder(folder), decode=True, what=f"{what} images")
+        return EvalDataset(entries, self._pipeline(with_sketches=False), self.seed)
+
+    # -- Lightning hooks -----------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.train_set is None:
+            train = self._root_split()[0][: self.limit_train]
+            train = readable(train, decode=False, what="training images")
+            self.train_set = TrainDataset(train, self._pipeline(with_sketches=True), self.seed)
+        if stage in ("fit", "validate") and self.val_set is None:
+            self.val_set = self._eval_set(self.val_root, "validation")
+        if stage == "test" and self.test_set is None:
+            if self.test_root is None and self.val_set is not None:
+                self.test_set = self.val_set
+            else:
+                self.test_set = self._eval_set(self.test_root if self.test_root is not None else self.val_root, "test")
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        rank = self._rank()
+        self.train_set.rank = rank
+        # The generator orders the batches and seeds the workers (DataLoader draws their base seed from it).
+        loader_seed = int(np.random.SeedSequence([self.seed, rank, _LOADER_STREAM]).generate_state(1)[0])
+        return self._loader(self.train_set, shuffle=True, generator=torch.Generator().manual_seed(loader_seed))
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            self.setup("validate")
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_set is None:
+            self.setup("test")
+        return self._loader(self.test_set, shuffle=False)

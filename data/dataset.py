@@ -1,0 +1,128 @@
+"""Datasets of (target, sketch, reference) triplets made from folders of colour images.
+
+- :class:`TrainDataset`: each item draws a fresh XDoG sigma and a fresh TPS warp (or reads a precomputed sketch).
+  Its random stream is seeded per process: from (seed, rank) when loading in the main process, from the worker seed
+  that ``torch.utils.data.DataLoader`` derives from its generator otherwise, so a run is reproducible.
+- :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same- and cross-reference), bit-identical
+  across runs; :func:`eval_arrays` is the same item as uint8 arrays, which ``data.prepare`` writes to disk.
+
+Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W)
+(and reference_cross (3, H, W) for evaluation) plus the image's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from utils.images import ImageReadError, to_tensor
+
+from .folder import ImageEntry, load_square, load_square_gray, warn
+from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
+from .tps import TPSParams
+from .xdog import XDoGParams
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name."""
+
+    size: int = 256
+    xdog: XDoGParams = XDoGParams()
+    tps: TPSParams = TPSParams()
+    sketches: dict[str, Path] | None = None
+
+    def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
+        """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
+        if self.sketches is None:
+            return None
+        return load_square_gray(self.sketches[entry.name], self.size)
+
+
+class TrainDataset(Dataset):
+    """Training triplets with fresh random augmentation on every access."""
+
+    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0, rank: int = 0) -> None:
+        self.entries = entries
+        self.pipeline = pipeline
+        self.seed = seed
+        self.rank = rank
+        self._bad: set[int] = set()
+        self._rng_key: int | None = None
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def rng(self) -> np.random.Generator:
+        """This process's random stream (re-created when running in a new DataLoader worker)."""
+        info = get_worker_info()
+        key = -1 if info is None else info.seed
+        if self._rng is None or self._rng_key != key:
+            entropy = [self.seed, self.rank] if info is None else [info.seed, self.rank]
+            self._rng_key, self._rng = key, np.random.default_rng(entropy)
+        return self._rng
+
+    def _load(self, index: int) -> tuple[ImageEntry, np.ndarray, np.ndarray | None]:
+        """Image (and precomputed sketch) at ``index``, or of the next readable entry: a file that fails to decode
+        is reported once and skipped from then on."""
+        for offset in range(len(self.entries)):
+            i = (index + offset) % len(self.entries)
+            if i in self._bad:
+                continue
+            entry = self.entries[i]
+            try:
+                return entry, load_square(entry.path, self.pipeline.size), self.pipeline.precomputed_sketch(entry)
+            except ImageReadError as err:
+                self._bad.add(i)
+                warn(f"{err} (skipped; {len(self._bad)} unreadable training file(s) so far)")
+        raise ImageReadError(f"none of the {len(self.entries)} training images could be decoded")
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        rng = self.rng()
+        entry, target, sketch = self._load(index)
+        if sketch is None:
+            sketch = self.pipeline.xdog.apply(target, rng)
+        reference = self.pipeline.tps.apply(target, rng)
+        return {
+            "target": to_tensor(target),
+            "sketch": to_tensor(sketch),
+            "reference": to_tensor(reference),
+            "name": entry.name,
+        }
+
+
+def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: int) -> dict[str, np.ndarray]:
+    """One protocol item as uint8 arrays: target, sketch, reference (same), reference_cross."""
+    target = load_square(entry.path, pipeline.size)
+    own_seed = image_seed(entry.name, seed)
+    sketch = pipeline.precomputed_sketch(entry)
+    return {
+        "target": target,
+        "sketch": eval_sketch(target, own_seed, pipeline.xdog) if sketch is None else sketch,
+        "reference": same_reference(target, own_seed, pipeline.tps),
+        "reference_cross": load_square(cross.path, pipeline.size),
+    }
+
+
+class EvalDataset(Dataset):
+    """The evaluation protocol over a fixed list of (decodable) images: deterministic given (entries, seed)."""
+
+    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0) -> None:
+        self.entries = entries
+        self.pipeline = pipeline
+        self.seed = seed
+        self.cross = cross_reference_permutation(len(entries), seed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        entry = self.entries[index]
+        arrays = eval_arrays(entry, self.entries[self.cross[index]], self.pipeline, self.seed)
+        item: dict[str, torch.Tensor | str] = {key: to_tensor(value) for key, value in arrays.items()}
+        item["name"] = entry.name
+        return item

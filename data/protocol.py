@@ -1,0 +1,63 @@
+"""The evaluation protocol: same-reference and cross-reference test pairs, reproducible bit-for-bit.
+
+Given a test folder and a seed, every image (identified by its name: path relative to the folder, no extension) gets
+
+- a sketch: XDoG with the blur sigma drawn from the image's own seed;
+- a same-reference R: a TPS warp of the image itself, the warp drawn from the image's own seed;
+- a cross-reference R: another test image, chosen by a fixed, seeded derangement of the sorted test set
+  (:func:`cross_reference_permutation`: a uniformly random permutation without fixed points, so no image is ever
+  paired with itself).
+
+The image's own seed (:func:`image_seed`) is a SHA-256 hash of (seed, name), so it does not depend on Python's hash
+randomisation, on the order of the files or on which other files are present. ``data.prepare`` writes exactly these
+arrays to disk and the validation/test datasets of ``data.datamodule`` yield them.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from utils.errors import UserError
+
+from .tps import TPSParams
+from .xdog import XDoGParams
+
+# Independent random streams drawn from one image seed (numpy SeedSequence entropy words).
+_SKETCH_STREAM = 1
+_REFERENCE_STREAM = 2
+
+
+def image_seed(name: str, seed: int) -> int:
+    """A 63-bit seed that depends only on ``seed`` and the image ``name``."""
+    digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _rng(seed_for_name: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed_for_name, stream])
+
+
+def eval_sketch(rgb: np.ndarray, seed_for_name: int, xdog: XDoGParams = XDoGParams()) -> np.ndarray:
+    """The test sketch of ``rgb`` (uint8 (H, W)): XDoG with the sigma drawn from the image's seed."""
+    return xdog.apply(rgb, _rng(seed_for_name, _SKETCH_STREAM))
+
+
+def same_reference(rgb: np.ndarray, seed_for_name: int, tps: TPSParams = TPSParams()) -> np.ndarray:
+    """The same-reference of ``rgb``: a TPS warp of the image itself drawn from the image's seed."""
+    return tps.apply(rgb, _rng(seed_for_name, _REFERENCE_STREAM))
+
+
+def cross_reference_permutation(n: int, seed: int) -> list[int]:
+    """A seeded derangement of range(n): image i takes image perm[i] as its cross-reference, perm[i] != i.
+
+    Uniform over derangements (rejection sampling of uniform permutations; about e draws on average).
+    """
+    if n < 2:
+        raise UserError(f"the cross-reference setting needs at least 2 test images, found {n}; add more images")
+    rng = np.random.default_rng([seed, n])
+    identity = np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == identity):
+            return perm.tolist()
