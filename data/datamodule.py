@@ -81,7 +81,9 @@ class ColorizationDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if size < 8 or batch_size < 1 or num_workers < 0:
-            raise UserError(f"need size >= 8, batch_size >= 1, num_workers >= 0 (got {size}, {batch_size}, {num_workers})")
+            raise UserError(
+                f"need size >= 8, batch_size >= 1, num_workers >= 0 (got {size}, {batch_size}, {num_workers})"
+            )
         if limit_train is not None and limit_train < 1:
             raise UserError(f"limit_train must be a positive number of images or None, got {limit_train}")
         try:
@@ -128,15 +130,17 @@ class ColorizationDataModule(pl.LightningDataModule):
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""
         if folder is None:
-            entries = readable(self._root_split()[1], decode=True, what=f"{what} images")
+            entries = readable(self._root_split()[1], decode=True, what=f"{what} images held out of {self.root}")
             if self._sketches is not None:
                 sketches = readable(
-                    [ImageEntry(e.name, self._sketches[e.name]) for e in entries], decode=True, what=f"{what} sketches"
+                    [ImageEntry(e.name, self._sketches[e.name]) for e in entries],
+                    decode=True,
+                    what=f"{what} sketches in {self.sketch_root}",
                 )
                 names = {s.name for s in sketches}
                 entries = [e for e in entries if e.name in names]
             return EvalDataset(entries, self._pipeline(with_sketches=True), self.seed)
-        entries = readable(scan_folder(folder), decode=True, what=f"{what} images")
+        entries = readable(scan_folder(folder), decode=True, what=f"{what} images in {folder}")
         return EvalDataset(entries, self._pipeline(with_sketches=False), self.seed)
 
     # -- Lightning hooks -----------------------------------------------------------------------------------------
@@ -144,7 +148,7 @@ class ColorizationDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:
             train = self._root_split()[0][: self.limit_train]
-            train = readable(train, decode=False, what="training images")
+            train = readable(train, decode=False, what=f"training images in {self.root}")
             self.train_set = TrainDataset(train, self._pipeline(with_sketches=True), self.seed)
         if stage in ("fit", "validate") and self.val_set is None:
             self.val_set = self._eval_set(self.val_root, "validation")

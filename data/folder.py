@@ -38,7 +38,7 @@ def _listing(names: list[str]) -> str:
 
 
 def scan_folder(root: str | Path) -> list[ImageEntry]:
-    """Every image under ``root`` (recursive, sorted), named; raises if two files share a name (``a.jpg``, ``a.png``)."""
+    """Every image under ``root`` (recursive, sorted), named; raises if two files share a name (a.jpg, a.png)."""
     root = Path(root)
     paths = list_images(root)
     names = image_names(paths, root)
@@ -91,7 +91,7 @@ def readable(entries: list[ImageEntry], decode: bool, what: str = "images") -> l
     if skipped:
         warn(f"skipped {skipped} unreadable file(s) of {len(entries)} {what}")
     if not good:
-        raise UserError(f"none of the {len(entries)} {what} could be read; check the folder's files")
+        raise UserError(f"none of the {len(entries)} {what} could be read (see the warnings above); replace the files")
     return good
 
 

@@ -53,7 +53,7 @@ def prepare(src: Path, out: Path, size: int = 256, seed: int = 0, overwrite: boo
         raise UserError(f"--size must be at least 8 pixels, got {size}")
     entries = scan_folder(src)
     check_output(src, out, overwrite)
-    entries = readable(entries, decode=True, what="images")
+    entries = readable(entries, decode=True, what=f"images in {src}")
     cross = cross_reference_permutation(len(entries), seed)
     pipeline = Pipeline(size=size)
     out.mkdir(parents=True, exist_ok=True)

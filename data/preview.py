@@ -34,7 +34,7 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 
 def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) -> np.ndarray:
     """uint8 RGB sheet: a header of column names, then one row per image of the first ``count`` in ``folder``."""
-    entries = readable(scan_folder(folder), decode=True, what="images")
+    entries = readable(scan_folder(folder), decode=True, what=f"images in {folder}")
     cross = cross_reference_permutation(len(entries), seed)
     pipeline = Pipeline(size=size)
     rows = min(count, len(entries))

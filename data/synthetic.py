@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from utils.images import save_image
 #: Drawing resolution relative to the output size.
 SUPERSAMPLE = 4
 Color = tuple[int, int, int]
+Point = tuple[float, float]
 BLUSH: Color = (255, 110, 130)
 
 
@@ -97,8 +97,13 @@ class _Canvas:
         pts = self._px(points)
         cv2.polylines(self.img, [pts], False, color or self.outline, max(1, round(self.line * width)), cv2.LINE_AA, 4)
 
-    def ellipse(self, center, axes, fill: Color, outlined: bool = True, angle: float = 0.0) -> None:
-        self.poly(ellipse_points(center, axes, angle), fill, outlined)
+    def ellipse(self, center: Point, axes: Point, fill: Color, outlined: bool = True) -> None:
+        self.poly(ellipse_points(center, axes), fill, outlined)
+
+    def copy(self) -> _Canvas:
+        other = _Canvas.__new__(_Canvas)
+        other.__dict__.update(self.__dict__, img=self.img.copy())
+        return other
 
     def mask(self, points: np.ndarray) -> np.ndarray:
         m = np.zeros((self.side, self.side), np.uint8)
@@ -106,12 +111,11 @@ class _Canvas:
         return m > 0
 
 
-def ellipse_points(center, axes, angle: float = 0.0, start: float = 0.0, end: float = 360.0, n: int = 64):
-    """Points of an ellipse arc (unit coordinates); angles in degrees, 0 = +x, counter-clockwise on screen is -y."""
+def ellipse_points(center: Point, axes: Point, start: float = 0.0, end: float = 360.0, n: int = 64) -> np.ndarray:
+    """(n, 2) points of an axis-aligned ellipse arc in unit coordinates; angles in degrees from +x towards +y
+    (screen y points down: 90 is the bottom, 270 or -90 the top)."""
     t = np.radians(np.linspace(start, end, n))
-    a = math.radians(angle)
-    x, y = axes[0] * np.cos(t), axes[1] * np.sin(t)
-    return np.stack([center[0] + x * math.cos(a) - y * math.sin(a), center[1] + x * math.sin(a) + y * math.cos(a)], 1)
+    return np.stack([center[0] + axes[0] * np.cos(t), center[1] + axes[1] * np.sin(t)], 1)
 
 
 def _face_outline(cx: float, cy: float, rx: float, ry: float, chin: float) -> np.ndarray:
@@ -135,13 +139,13 @@ def _bangs(cx: float, top: float, left: float, right: float, tips: np.ndarray, v
     return np.concatenate([np.array(zigzag), cap])
 
 
-def _eye(canvas: _Canvas, pal: Palette, center, w: float, h: float, rng: np.random.Generator, mirror: float) -> None:
+def _eye(canvas: _Canvas, pal: Palette, center: Point, w: float, h: float, rng: np.random.Generator, side: int) -> None:
+    """White of the eye; iris, its cel shadow, pupil and highlight clipped to it; thick upper and thin lower lid."""
     sclera = ellipse_points(center, (w, h))
     canvas.poly(sclera, (255, 255, 255), outlined=False)
     inside = canvas.mask(sclera)
-    layer = _Canvas(canvas.side, (0, 0, 0), pal.outline)
-    layer.img[:] = canvas.img
-    iris_c = (center[0] + mirror * w * rng.uniform(-0.15, 0.15), center[1] + h * 0.1)
+    layer = canvas.copy()
+    iris_c = (center[0] + side * w * rng.uniform(-0.15, 0.15), center[1] + h * 0.1)
     layer.ellipse(iris_c, (w * 0.62, h * 0.95), pal.eyes, outlined=False)
     layer.ellipse(iris_c, (w * 0.62, h * 0.45), _shade(pal.eyes, 0.7), outlined=False)  # cel shadow, upper iris
     layer.ellipse((iris_c[0], iris_c[1] + h * 0.05), (w * 0.3, h * 0.45), _shade(pal.eyes, 0.35), outlined=False)
@@ -237,7 +241,7 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         raise UserError(f"--out {out} is a file; pass a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise UserError(f"--out {out} is not empty; pass --overwrite to replace earlier faces or choose a new folder")
+            raise UserError(f"--out {out} is not empty; pass --overwrite to replace earlier faces, or a new folder")
         for old in out.glob("face_*.png"):
             old.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", required=True, type=int, help="number of faces to write")
     parser.add_argument("--size", type=int, default=64, help="side of the square images in pixels (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole set; same seed, same files (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, removing earlier face_*.png files first")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out, removing earlier face_*.png files first")
     return parser
 
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 #: ITU-R BT.601 luma weights for R, G, B (the luminance XDoG works on).
 LUMA = (0.299, 0.587, 0.114)
-#: Default ramp steepness of :func:`xdog_torch`: finite so gradients flow, steep enough that lines stay near black.
+#: Default ramp steepness of :func:`xdog_torch`: finite so gradients flow, steep enough that lines stay near black
+#: (on the shared real faces at sigma 0.5 the soft sketch differs from the hard one by 0.02 on average in [-1, 1]).
 SOFT_PHI = 20.0
 
 
