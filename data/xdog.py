@@ -84,7 +84,7 @@ def xdog(
     u = luminance(rgb)
     sharpened = (1.0 + p) * _blur(u, sigma) - p * _blur(u, k * sigma)
     # 1 + tanh(phi * min(S - epsilon, 0)) is eq. 7 in one expression (the branch S >= epsilon gives tanh(0) = 0).
-    ramp = 1.0 + np.tanh(phi * np.minimum(sharpened.astype(np.float64) - epsilon, 0.0))
+    ramp = 1.0 + np.tanh(np.float32(phi) * np.minimum(sharpened - np.float32(epsilon), np.float32(0.0)))
     return np.clip(ramp * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
