@@ -1,7 +1,8 @@
 """Throughput of the data pipeline on one CPU core: XDoG, TPS warp and a whole training item, at 128 and 256 px.
 
 ``python bench/data_pipeline.py [--images DIR] [--count 200] [--sizes 128 256]`` prints a table of samples/s and
-ms/sample. A training item is ``TrainDataset[i]``: JPEG decode, resize + centre crop, XDoG with a random sigma, a random
+ms/sample, from the CPU time of this single-threaded process (best of 3 passes), so that other jobs on the machine
+do not inflate the figures. A training item is ``TrainDataset[i]``: JPEG decode, resize + centre crop, XDoG with a random sigma, a random
 TPS warp and conversion of the three images to [-1, 1] tensors. Default images: the shared real anime faces in
 ``../shared/data/anime_faces_128/train`` (relative to the project root).
 """
@@ -37,13 +38,13 @@ TRAIN_STEP_S_PER_IMAGE = 1 / 3
 
 
 def rate(fn: Callable[[int], object], n: int, repeats: int = 3) -> float:
-    """Best of ``repeats`` passes of fn(0..n-1): samples per second."""
+    """Best of ``repeats`` passes of fn(0..n-1): samples per CPU second."""
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(n):
             fn(i)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return n / best
 
 
@@ -75,7 +76,8 @@ def main() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     rows = bench(args.images, args.count, args.sizes)
-    print(f"data pipeline on one CPU core, {min(args.count, len(scan_folder(args.images)))} images from {args.images}")
+    print(f"data pipeline on one CPU core (CPU time), {min(args.count, len(scan_folder(args.images)))} images from "
+          f"{args.images}")
     print(f"| {'stage':<48} | {'px':>4} | {'samples/s':>9} | {'ms/sample':>9} |")
     print(f"|{'-' * 50}|{'-' * 6}|{'-' * 11}|{'-' * 11}|")
     for name, size, r in rows:
