@@ -51,19 +51,18 @@ class TrainDataset(Dataset):
         self.seed = seed
         self.rank = rank
         self._bad: set[int] = set()
-        self._rng_key: int | None = None
+        self._rng_key: tuple[int, int] | None = None
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def rng(self) -> np.random.Generator:
-        """This process's random stream (re-created when running in a new DataLoader worker)."""
+        """This process's random stream (re-created in a new DataLoader worker or when the rank changes)."""
         info = get_worker_info()
-        key = -1 if info is None else info.seed
+        key = (self.seed if info is None else info.seed, self.rank)
         if self._rng is None or self._rng_key != key:
-            entropy = [self.seed, self.rank] if info is None else [info.seed, self.rank]
-            self._rng_key, self._rng = key, np.random.default_rng(entropy)
+            self._rng_key, self._rng = key, np.random.default_rng(list(key))
         return self._rng
 
     def _load(self, index: int) -> tuple[ImageEntry, np.ndarray, np.ndarray | None]:
