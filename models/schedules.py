@@ -24,6 +24,7 @@ class NoiseSchedule:
 
     sigma_min: float
     sigma_max: float
+    init_args: dict  # the constructor's arguments, saved in checkpoints
 
     def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         """The noise-level input of the network."""
@@ -52,6 +53,7 @@ class PhiSchedule(NoiseSchedule):
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.phi: Phi = get_phi(phi) if isinstance(phi, str) else phi
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.init_args = dict(phi=self.phi.name, sigma_min=self.sigma_min, sigma_max=self.sigma_max)
         # Reject transforms whose range collapses in float64 (tanh etc. saturate) here, not mid-training.
         phi_grid(self.phi, 2, self.sigma_min, self.sigma_max)
 
@@ -82,6 +84,7 @@ class EDMSchedule(NoiseSchedule):
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.p_mean, self.p_std, self.rho = p_mean, p_std, rho
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.init_args = dict(p_mean=p_mean, p_std=p_std, rho=rho, sigma_min=self.sigma_min, sigma_max=self.sigma_max)
 
     def c_noise(self, sigma):
         return sigma.log() / 4
@@ -111,6 +114,7 @@ class VPSchedule(NoiseSchedule):
     """
 
     def __init__(self, beta_start: float = 1e-6, beta_end: float = 1e-2, timesteps: int = 1000):
+        self.init_args = dict(beta_start=beta_start, beta_end=beta_end, timesteps=timesteps)
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
         alpha_bar = torch.cumprod(1 - betas, 0)
         self.sigmas = ((1 / alpha_bar) - 1).sqrt()  # increasing in t

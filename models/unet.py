@@ -87,6 +87,12 @@ class UNet(nn.Module):
         gradient_checkpointing: bool = False,
     ):
         super().__init__()
+        self.init_args = dict(
+            in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
+            channel_mult=tuple(channel_mult), num_blocks=num_blocks, attn_levels=tuple(attn_levels),
+            mid_attention=mid_attention, attn_heads=attn_heads, dropout=dropout, emb_scale=emb_scale,
+            gradient_checkpointing=gradient_checkpointing,
+        )
         self.gradient_checkpointing = gradient_checkpointing
         self.levels = len(channel_mult)
         emb_ch = 4 * base_channels
