@@ -120,7 +120,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     print(f"real: {result['real']}  fake: {result['fake']}  ({result['num_pairs']} pairs", end="")
     print(f", {result['resized']} resized)" if result["resized"] else ")")
-    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": f"LPIPS ({result['lpips']})"}
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": f"LPIPS {result['lpips']}"}
     rows = [["metric", "mean", "std"]]
     for key, entry in result["metrics"].items():
         if entry.get("unavailable"):

@@ -96,7 +96,7 @@ def _footnotes(results: list[dict]) -> list[str]:
     notes = sorted({r["metrics"]["ms_ssim"]["unavailable"] for r in results if r["script"] == PAIRS_SCRIPT
                     and r["metrics"]["ms_ssim"].get("unavailable")})
     notes = [f"MS-SSIM n/a: {note}." for note in notes]
-    notes += sorted({warning for r in results if r["script"] == FID_SCRIPT for warning in r.get("warnings", [])})
+    notes += sorted({f"{warning}." for r in results if r["script"] == FID_SCRIPT for warning in r.get("warnings", [])})
     notes.append("Real images: " + ", ".join(sorted({str(r["real"]) for r in results})) + ".")
     return notes
 

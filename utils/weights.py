@@ -86,7 +86,8 @@ def find_lpips_trunk(net: str = "vgg", weights: str | Path | None = None) -> Pat
     if not path.is_file():
         raise MissingWeightsError(
             f"LPIPS-{net} needs torchvision's {LPIPS_TRUNKS[net]}, not found in {path.parent}; download "
-            f"{TORCHVISION_URL}{LPIPS_TRUNKS[net]} into that folder (or set TORCH_HOME), or pass its path explicitly"
+            f"{TORCHVISION_URL}{LPIPS_TRUNKS[net]} into that folder (or set TORCH_HOME), or pass the file's path "
+            "(evaluate_SSIM_PSNR.py --lpips-weights)"
         )
     return path
 
