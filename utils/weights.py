@@ -3,8 +3,8 @@
 Each network is looked up as an explicit path first, then in the cache its own library downloads to:
 - LPIPS: the linear layers ship inside the ``lpips`` package; the VGG16/AlexNet/SqueezeNet trunk is torchvision's
   ImageNet checkpoint in ``$TORCH_HOME/hub/checkpoints`` (``torch.hub.get_dir()``).
-- Inception-v3 for FID/KID: torch-fidelity's converted TF weights in the same folder (pytorch-fid's copy of the file
-  is accepted too).
+- Inception-v3 for FID/KID: torch-fidelity's converted TF weights in the same folder (pytorch-fid's file of the same
+  name tag is tried next; a file whose layers do not fit torch-fidelity's network is a one-line error).
 - CLIP: an open_clip checkpoint file, or the Hugging Face hub cache entry open_clip would download (read with
   ``huggingface_hub.try_to_load_from_cache``, which never touches the network).
 A missing file is a :class:`MissingWeightsError`: one line naming the file and where to put it.
@@ -28,7 +28,7 @@ LPIPS_TRUNKS = {  # lpips net name -> torchvision checkpoint its trunk comes fro
     "alex": "alexnet-owt-7be5be79.pth",
     "squeeze": "squeezenet1_1-b8a52dc0.pth",
 }
-INCEPTION_FILES = (  # torch-fidelity's name first, then pytorch-fid's name of the same converted weights
+INCEPTION_FILES = (  # torch-fidelity's file first, then pytorch-fid's conversion of the same TF graph (same hash tag)
     "weights-inception-2015-12-05-6726825d.pth",
     "pt_inception-2015-12-05-6726825d.pth",
 )
