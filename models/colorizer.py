@@ -27,6 +27,7 @@ from .ema import ema_update
 from .guidance import GuidedDenoiser, drop_conditions
 from .samplers import get_sampler
 from .schedules import NoiseSchedule, PhiSchedule
+from .ssim_guidance import check_target, is_oracle, ssim_guide
 from .unet import UNet
 
 
@@ -67,6 +68,9 @@ class DiffusionColorizer(pl.LightningModule):
         guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
         grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).
+        guidance_ssim_scale: SSIM guidance step s of ``test`` (0: off; see :mod:`models.ssim_guidance`).
+        guidance_target: "sketch" (XDoG of the prediction vs the input sketch) or "gt" (an oracle for analysis:
+            the test folder gets an "-oracle" suffix and the metrics are logged as ``test_oracle/...``).
     """
 
     def __init__(
@@ -91,6 +95,8 @@ class DiffusionColorizer(pl.LightningModule):
         grid_every_n_epochs: int = 1,
         grid_images: int = 8,
         test_output_dir: str | None = None,
+        guidance_ssim_scale: float = 0.0,
+        guidance_target: str = "sketch",
     ):
         super().__init__()
         net = net if net is not None else UNet()
@@ -98,6 +104,7 @@ class DiffusionColorizer(pl.LightningModule):
         if loss_weighting not in ("none", "edm"):
             raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
         get_sampler(sampler)
+        check_target(guidance_target)
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.
         self.hparams["net"], self.hparams["schedule"] = spec(net), spec(schedule)
@@ -117,6 +124,11 @@ class DiffusionColorizer(pl.LightningModule):
         use_ema: bool = True, guide=None, callback=None, **sampler_options,
     ) -> torch.Tensor:
         """Colorize: run the sampler from x_T = sigma_max * noise; seeded noise makes the output reproducible."""
+        if guide is not None and torch.is_inference_mode_enabled():
+            # Gradient guidance differentiates through the denoiser: leave inference mode (Lightning tests in it).
+            with torch.inference_mode(False):
+                return self.sample(Cond(*(t.clone() for t in cond)), steps=steps, sampler=sampler, seed=seed,
+                                   use_ema=use_ema, guide=guide, callback=callback, **sampler_options)
         hp = self.hparams
         denoiser: nn.Module = self.ema if use_ema else self.denoiser
         if (hp.guidance_sketch, hp.guidance_reference) != (1.0, 1.0):
@@ -194,11 +206,23 @@ class DiffusionColorizer(pl.LightningModule):
         grid = image_grid(batch["sketch"], batch["reference"], out, batch["target"], self.hparams.grid_images)
         experiment.add_image(tag, grid, self.global_step)
 
+    @property
+    def oracle(self) -> bool:
+        """Whether test sampling is guided by the ground truth (outputs and metrics are then marked "oracle")."""
+        return is_oracle(self.hparams.guidance_ssim_scale, self.hparams.guidance_target)
+
+    def sampling_guide(self, batch: dict):
+        """The SSIM guide of ``test`` for this batch (None when guidance is off)."""
+        return ssim_guide(self.hparams.guidance_ssim_scale, batch["sketch"], self.hparams.guidance_target,
+                          batch.get("target"))
+
     def test_output_root(self) -> Path:
         if self.hparams.test_output_dir:
-            return Path(self.hparams.test_output_dir)
-        log_dir = getattr(self.logger, "log_dir", None) if self.logger else None
-        return Path(log_dir or self.trainer.default_root_dir) / "test_outputs"
+            root = Path(self.hparams.test_output_dir)
+        else:
+            log_dir = getattr(self.logger, "log_dir", None) if self.logger else None
+            root = Path(log_dir or self.trainer.default_root_dir) / "test_outputs"
+        return root.with_name(root.name + "-oracle") if self.oracle else root
 
     def on_test_start(self) -> None:
         root = self.test_output_root()
@@ -209,14 +233,15 @@ class DiffusionColorizer(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         root, n = self.test_output_root(), batch["target"].shape[0]
+        guide, prefix = self.sampling_guide(batch), "test_oracle" if self.oracle else "test"
         for setting, key in (("same", "reference"), ("cross", "reference_cross")):
-            out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx)
+            out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
             for name, img in zip(batch["name"], out):
                 save_image(img, root / setting / f"{name}.png")
             for metric, values in self.quality(out, batch["target"]).items():
-                self.log(f"test/{setting}/{metric}", values.mean(), batch_size=n, sync_dist=True)
+                self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=n, sync_dist=True)
             if batch_idx == 0:
-                self.log_grid(f"test/{setting}_grid", {**batch, "reference": batch[key]}, out)
+                self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key]}, out)
         # The inputs too, so that the folder is a complete evaluation set (and the trivial baselines can be scored).
         for folder, key in (("gt", "target"), ("sketch", "sketch"), ("reference_same", "reference"),
                             ("reference_cross", "reference_cross")):
