@@ -17,6 +17,14 @@ def _cpu_threads() -> None:
         torch.set_num_threads(os.cpu_count() or 1)
 
 
+class ColorizationCLI(LightningCLI):
+    def _parse_ckpt_path(self) -> None:
+        """Keep the configuration the user gave. (LightningCLI would overwrite it with the hyperparameters stored
+        in --ckpt_path, so `test --model.steps 50 --ckpt_path X` would silently sample with the training value.)
+        Pass the training config (saved as config.yaml next to the logs) when testing or resuming; a mismatching
+        architecture then fails at weight loading."""
+
+
 def run_cli(model_class_path: str) -> None:
     module, _, name = model_class_path.rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
@@ -24,7 +32,7 @@ def run_cli(model_class_path: str) -> None:
 
     _cpu_threads()
     try:
-        LightningCLI(
+        ColorizationCLI(
             model_class,
             ColorizationDataModule,
             save_config_kwargs={"overwrite": False},
@@ -32,3 +40,10 @@ def run_cli(model_class_path: str) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
+    except RuntimeError as err:
+        if "SaveConfigCallback" not in str(err):
+            raise
+        path = str(err).split(" expected ")[-1].split(" to NOT exist")[0]
+        print(f"error: {path} already exists from an earlier run; pass another --trainer.default_root_dir "
+              "(or logger save_dir) so that run is kept, or delete it", file=sys.stderr)
+        raise SystemExit(2) from None

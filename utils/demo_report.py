@@ -1,0 +1,84 @@
+"""Score a test-output folder written by ``pretrain.py test`` against its two trivial baselines, and draw a grid.
+
+    python -m utils.demo_report --outputs outputs/demo/test --out outputs/demo
+
+Writes ``metrics.json`` = {"model": {"same": {psnr, ssim}, "cross": {...}},
+"baselines": {"reference": {...}, "gray_sketch": {...}}} and ``grid.png`` (rows: sketch | reference | output |
+target, same-reference then cross-reference). The baselines are the input (warped) reference itself and the sketch
+shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from models.colorizer import image_grid
+from utils import metrics
+from utils.errors import UserError, exit_on_user_error
+from utils.images import load_rgb, save_image, to_tensor
+from utils.pairs import iter_pair_batches, match_pairs
+
+FOLDERS = ("gt", "sketch", "same", "cross", "reference_same", "reference_cross")
+
+
+def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
+    """Mean PSNR and SSIM of the images of ``fake_dir`` against their namesakes in ``real_dir``."""
+    psnr, ssim = [], []
+    for _, real, fake in iter_pair_batches(match_pairs(real_dir, fake_dir), batch_size=64):
+        psnr += metrics.psnr(real, fake).tolist()
+        ssim += metrics.ssim(real, fake).tolist()
+    return {"psnr": metrics.summarize(psnr)["mean"], "ssim": metrics.summarize(ssim)["mean"]}
+
+
+def report(outputs: Path) -> dict:
+    missing = [name for name in FOLDERS if not (outputs / name).is_dir()]
+    if missing:
+        raise UserError(f"{outputs} lacks {', '.join(missing)}; run `pretrain.py test` with this output folder first")
+    gt = outputs / "gt"
+    return {
+        "model": {"same": paired_scores(gt, outputs / "same"), "cross": paired_scores(gt, outputs / "cross")},
+        "baselines": {
+            "reference": {"same": paired_scores(gt, outputs / "reference_same"),
+                          "cross": paired_scores(gt, outputs / "reference_cross")},
+            "gray_sketch": paired_scores(gt, outputs / "sketch"),
+        },
+    }
+
+
+def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
+    names = sorted(p.name for p in (outputs / "gt").glob("*.png"))[:rows]
+
+    def stack(folder: str) -> torch.Tensor:
+        return torch.stack([to_tensor(load_rgb(outputs / folder / n)) for n in names])
+
+    sketch, target = stack("sketch"), stack("gt")
+    same = image_grid(sketch, stack("reference_same"), stack("same"), target, rows)
+    cross = image_grid(sketch, stack("reference_cross"), stack("cross"), target, rows)
+    return torch.cat([same, torch.ones(3, same.shape[1], 8), cross], dim=2)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--outputs", type=Path, required=True, help="folder written by `pretrain.py test`")
+    parser.add_argument("--out", type=Path, required=True, help="where metrics.json and grid.png go")
+    args = parser.parse_args(argv)
+    result = report(args.outputs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_image(grid(args.outputs) * 2 - 1, args.out / "grid.png")
+    rows = [("model", result["model"]["same"], result["model"]["cross"]),
+            ("reference baseline", result["baselines"]["reference"]["same"],
+             result["baselines"]["reference"]["cross"]),
+            ("gray-sketch baseline", result["baselines"]["gray_sketch"], result["baselines"]["gray_sketch"])]
+    print(f"{'':22s} {'PSNR same':>10s} {'PSNR cross':>10s} {'SSIM same':>10s} {'SSIM cross':>10s}")
+    for name, same, cross in rows:
+        print(f"{name:22s} {same['psnr']:10.2f} {cross['psnr']:10.2f} {same['ssim']:10.4f} {cross['ssim']:10.4f}")
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'grid.png'}")
+
+
+if __name__ == "__main__":
+    main()
