@@ -1,0 +1,139 @@
+"""Colorize sketches with a trained checkpoint.
+
+    python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE|DIR --out DIR [--steps N]
+
+The logic lives in :mod:`utils.inference`; ``python colorize.py --help`` explains every option.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from utils.errors import UserError, exit_on_user_error
+from utils.inference import INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions, colorize, default_trajectory_dir
+
+DESCRIPTION = """\
+Colorize line-art sketches with the colours of a reference image, using a checkpoint written by pretrain.py or
+finetune.py (its EMA weights).
+
+Pairing: --sketch is one image or a folder (searched recursively). --reference is one image (used for every
+sketch) or a folder whose files are paired with the sketches by name (path relative to the folder without the
+extension; a missing name is an error). Each output is OUT/<name>.png, named after its sketch.
+
+Sizes: any input size works. The model runs at its training size: the `size` saved in the checkpoint
+(datamodule_hyper_parameters, written by LightningCLI) or --size when given (needed only for checkpoints that do not
+record it). The sketch is centred on a white square (aspect ratio kept), resized to that size, colorized, and the
+result is resized back to the sketch's original width and height. The reference is resized and centre-cropped to
+the training size, as training references were.
+
+Sketch detection (--sketch-type auto): an input counts as a sketch when it is near-grayscale (at most 2% of the
+pixels have max(R,G,B) - min(R,G,B) > 24) and mostly white (at least 50% of the pixels have mean(R,G,B) >= 200).
+Anything else is a colour image and is turned into a sketch with the project's XDoG (at the training size, with the
+checkpoint's XDoG parameters and the middle blur sigma), as the training sketches were made.
+"""
+
+EPILOG = """\
+examples:
+  python colorize.py --checkpoint last.ckpt --sketch sketch.png --reference ref.jpg --out results/
+  python colorize.py --checkpoint last.ckpt --sketch test/sketch --reference test/reference_cross --out out/cross
+  python colorize.py --checkpoint last.ckpt --sketch photos/ --reference ref.png --out out/ --save-trajectory
+
+Same inputs, options, --seed, --batch-size and machine: byte-identical files. Bad input: one line, exit status 2.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorize.py", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                    help=".ckpt written by pretrain.py or finetune.py")
+    io.add_argument("--sketch", required=True, type=Path, metavar="FILE|DIR",
+                    help="sketch image or folder of sketches (a colour image is turned into a sketch, see "
+                    "--sketch-type)")
+    io.add_argument("--reference", required=True, type=Path, metavar="FILE|DIR",
+                    help="colour reference image (for every sketch) or a folder of references paired with the sketch "
+                    "folder by name")
+    io.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="output folder (created); outputs are <name>.png")
+    io.add_argument("--overwrite", action="store_true", help="replace existing output files (without it, existing "
+                    "files are an error, checked before any work)")
+    io.add_argument("--sketch-type", choices=SKETCH_TYPES, default="auto", help="auto: detect (rule above); sketch: "
+                    "use the input as it is; image: always extract a sketch with XDoG (default auto)")
+    io.add_argument("--size", type=int, metavar="PX",
+                    help="processing size in pixels (default: the checkpoint's training size)")
+    io.add_argument("--save-trajectory", action="store_true", help="also write, per image, a grid PNG of the "
+                    "denoising trajectory: the sampler's states (top row) and x0 predictions (bottom row)")
+    io.add_argument("--trajectory-dir", type=Path, metavar="DIR", help="folder of the trajectory grids (default: "
+                    "OUT_trajectory next to --out, so that --out holds only the results to evaluate)")
+    io.add_argument("--trajectory-frames", type=int, default=10, metavar="K", help="steps shown in a trajectory "
+                    "grid, evenly spaced, the last included (0: every step; default 10)")
+
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, metavar="N", help="sampler steps (default: the checkpoint's)")
+    sampling.add_argument("--sampler", choices=INFERENCE_SAMPLERS, help="ODE sampler (default: the checkpoint's)")
+    sampling.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the initial noise (default 0)")
+    sampling.add_argument("--batch-size", type=int, default=8, metavar="N", help="sketches per batch (default 8)")
+    sampling.add_argument("--device", metavar="cpu|cuda", help="cpu or cuda (default: cuda when available)")
+
+    guidance = parser.add_argument_group(
+        "guidance", "classifier-free guidance over sketch and reference (DiSS); a scale other than 1 costs three\n"
+        "network evaluations per step instead of one")
+    guidance.add_argument("--guidance-sketch", type=float, metavar="S", help="classifier-free guidance scale of the "
+                          "sketch (1 = plain conditioning; default: the checkpoint's)")
+    guidance.add_argument("--guidance-reference", type=float, metavar="S", help="classifier-free guidance scale of "
+                          "the reference (1 = plain conditioning; default: the checkpoint's)")
+    return parser
+
+
+def guide_factory(args: argparse.Namespace):
+    """The sampler's gradient guidance from the options of the "guidance" group, or None.
+
+    No gradient guidance exists yet; SSIM-guided sampling (models/ssim_guidance.py) adds its options to the
+    "guidance" group of :func:`build_parser` and returns its per-batch factory here.
+    """
+    return None
+
+
+def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
+    return ColorizeOptions(
+        steps=args.steps, sampler=args.sampler, guidance_sketch=args.guidance_sketch,
+        guidance_reference=args.guidance_reference, seed=args.seed, batch_size=args.batch_size, size=args.size,
+        device=args.device, sketch_type=args.sketch_type, save_trajectory=args.save_trajectory,
+        trajectory_frames=args.trajectory_frames, overwrite=args.overwrite, guide_factory=guide_factory(args),
+    )
+
+
+def _cpu_threads() -> None:
+    """Every core for intra-op parallelism on CPU (PyTorch may default to fewer in containers)."""
+    import torch
+
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.trajectory_dir is not None and not args.save_trajectory:
+        raise UserError("--trajectory-dir needs --save-trajectory")
+    _cpu_threads()
+    result = colorize(args.checkpoint, args.sketch, args.reference, args.out, options_from_args(args),
+                      trajectory_dir=args.trajectory_dir)
+    print(f"model: {args.checkpoint} (EMA weights), {result.sampler} sampler, {result.steps} steps, "
+          f"{result.size}x{result.size} px ({result.size_source}), device {result.device}, seed {args.seed}")
+    if result.converted:
+        shown = ", ".join(result.converted[:5]) + (f" and {len(result.converted) - 5} more"
+                                                    if len(result.converted) > 5 else "")
+        print(f"note: {len(result.converted)} colour image(s) given as sketches were turned into sketches with XDoG "
+              f"({shown})", file=sys.stderr)
+    print(f"wrote {len(result.jobs)} image(s) to {args.out}")
+    if args.save_trajectory:
+        print(f"trajectory grids in {args.trajectory_dir or default_trajectory_dir(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
