@@ -1,0 +1,181 @@
+"""colorize.py on a tiny trained checkpoint: overwrite protection, determinism, colour-to-sketch conversion, one
+reference for many sketches, pairing by name, original sizes, trajectory grids and one-line errors.
+
+The runs call ``colorize.main`` in-process (Lightning is imported once); tests/test_end_to_end.py runs the script as a
+subprocess, as a user types it."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import colorize
+from data.xdog import XDoGParams, xdog
+from utils.images import list_images, load_rgb
+from utils.inference import Letterbox, looks_like_sketch, prepare_sketch, trajectory_steps
+
+pytest_plugins = ["conftest_ckpt"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """sketches/ (three XDoG sketches of faces at 32 px, one in a sub-folder), references/ (colour faces paired by
+    name), a colour face, a wide colour face (40 x 24) and its XDoG sketch."""
+    base = tmp_path_factory.mktemp("colorize_inputs")
+    faces = list_images(tiny_model.faces)
+    paths = {"sketches": base / "sketches", "references": base / "references", "face": base / "face.png",
+             "wide": base / "wide.png", "wide_sketch": base / "wide_sketch.png"}
+    for i, name in enumerate(["a", "b", "sub/c"]):
+        rgb = cv2.resize(load_rgb(faces[i]), (32, 32), interpolation=cv2.INTER_CUBIC)
+        for folder, array in (("sketches", xdog(rgb, 0.4)), ("references", load_rgb(faces[10 + i]))):
+            (paths[folder] / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(paths[folder] / f"{name}.png")
+    shutil.copy(faces[5], paths["face"])
+    wide = cv2.resize(load_rgb(faces[6]), (40, 24), interpolation=cv2.INTER_CUBIC)
+    Image.fromarray(wide).save(paths["wide"])
+    Image.fromarray(xdog(wide, 0.4)).save(paths["wide_sketch"])
+    return paths
+
+
+def run(tiny_model, sketch, reference, out, *options) -> None:
+    colorize.main(["--checkpoint", str(tiny_model.checkpoint), "--sketch", str(sketch), "--reference", str(reference),
+                   "--out", str(out), "--device", "cpu", *map(str, options)])
+
+
+def error_line(capsys, excinfo) -> str:
+    assert excinfo.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "colorize:" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_one_reference_for_many_sketches_names_outputs_after_sketches(tiny_model, inputs, tmp_path, capsys):
+    run(tiny_model, inputs["sketches"], inputs["face"], tmp_path / "out", "--batch-size", 2)
+    assert sorted(files(tmp_path / "out")) == ["a.png", "b.png", "sub/c.png"]
+    for path in (tmp_path / "out").rglob("*.png"):
+        with Image.open(path) as img:
+            assert (img.mode, img.size) == ("RGB", (32, 32))
+    out = capsys.readouterr()
+    assert "wrote 3 image(s)" in out.out and "16x16 px (the checkpoint's training size)" in out.out
+    assert "XDoG" not in out.err  # XDoG sketches are detected as sketches
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds(tiny_model, inputs, tmp_path):
+    for out, seed in (("first", 3), ("again", 3), ("other", 4)):
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / out, "--seed", seed, "--sampler", "euler")
+    first, again, other = (files(tmp_path / name) for name in ("first", "again", "other"))
+    assert first == again
+    assert sorted(first) == sorted(other) and all(first[name] != other[name] for name in first)
+
+
+def test_refuses_to_overwrite_before_any_work(tiny_model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    run(tiny_model, inputs["sketches"], inputs["face"], out, "--seed", 1)
+    before = files(out)
+    with pytest.raises(SystemExit) as excinfo:  # a missing checkpoint would be the next error: nothing was loaded
+        colorize.main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--sketch", str(inputs["sketches"]),
+                       "--reference", str(inputs["face"]), "--out", str(out), "--seed", "2"])
+    line = error_line(capsys, excinfo)
+    assert "3 output file(s) exist already" in line and "a.png" in line and "--overwrite" in line
+    assert files(out) == before
+    run(tiny_model, inputs["sketches"], inputs["face"], out, "--seed", 2, "--overwrite")
+    assert files(out).keys() == before.keys() and files(out) != before
+
+
+def test_colour_image_as_sketch_is_turned_into_a_sketch(tiny_model, inputs, tmp_path, capsys):
+    face, ref = inputs["face"], inputs["wide"]
+    assert not looks_like_sketch(load_rgb(face))
+    for mode in ("auto", "image", "sketch"):
+        run(tiny_model, face, ref, tmp_path / mode, "--sketch-type", mode)
+    assert "1 colour image(s) given as sketches were turned into sketches with XDoG (face)" in capsys.readouterr().err
+    auto, image, raw = (files(tmp_path / mode)["face.png"] for mode in ("auto", "image", "sketch"))
+    assert auto == image and auto != raw
+    prepared = prepare_sketch(face, 16, XDoGParams())
+    assert prepared.converted and set(np.unique(prepared.sketch)) <= {0, 255}
+
+
+def test_output_keeps_the_size_of_a_non_square_input(tiny_model, inputs, tmp_path):
+    run(tiny_model, inputs["wide_sketch"], inputs["face"], tmp_path / "out")
+    run(tiny_model, inputs["wide"], inputs["face"], tmp_path / "out32", "--size", 32)
+    for path in (tmp_path / "out" / "wide_sketch.png", tmp_path / "out32" / "wide.png"):
+        with Image.open(path) as img:
+            assert (img.mode, img.size) == ("RGB", (40, 24))
+
+
+def test_trajectory_grid_is_written_outside_the_output_folder(tiny_model, inputs, tmp_path):
+    run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "out", "--save-trajectory")
+    assert sorted(files(tmp_path / "out")) == ["a.png", "b.png", "sub/c.png"]
+    grids = files(tmp_path / "out_trajectory")
+    assert sorted(grids) == ["a.png", "b.png", "sub/c.png"]
+    with Image.open(tmp_path / "out_trajectory" / "a.png") as grid:
+        # two rows (sketch + states, reference + x0 predictions) of 1 + 3 tiles of 16 px with 2 px padding
+        assert grid.size == (2 + 4 * 18, 2 + 2 * 18)
+        bottom_right = np.asarray(grid)[20:36, 56:72]
+    with Image.open(tmp_path / "out" / "a.png") as out:  # the last x0 prediction is the output (at 16 px here)
+        final = np.asarray(out.resize((16, 16), Image.Resampling.BOX))
+    assert np.abs(bottom_right.astype(int) - final.astype(int)).mean() < 40
+    assert trajectory_steps(50, 10)[-1] == 49 and len(trajectory_steps(50, 10)) == 10
+    assert trajectory_steps(3, 10) == [0, 1, 2]
+
+
+def test_reference_folder_must_hold_every_sketch_name(tiny_model, inputs, tmp_path, capsys):
+    references = tmp_path / "references"
+    shutil.copytree(inputs["references"], references)
+    (references / "b.png").unlink()
+    (references / "sub" / "c.png").unlink()
+    with pytest.raises(SystemExit) as excinfo:
+        run(tiny_model, inputs["sketches"], references, tmp_path / "out")
+    line = error_line(capsys, excinfo)
+    assert "no file for 2 of 3 images (b, sub/c)" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("problem", ["unreadable", "empty_folder", "missing_sketch", "bad_checkpoint"])
+def test_bad_input_is_one_line(tiny_model, inputs, tmp_path, capsys, problem):
+    sketch, reference, checkpoint = inputs["sketches"], inputs["face"], tiny_model.checkpoint
+    if problem == "unreadable":
+        sketch = tmp_path / "sketches"
+        shutil.copytree(inputs["sketches"], sketch)
+        (sketch / "b.png").write_bytes(b"not a png")
+    elif problem == "empty_folder":
+        sketch = tmp_path / "empty"
+        sketch.mkdir()
+    elif problem == "missing_sketch":
+        sketch = tmp_path / "nothing.png"
+    else:
+        checkpoint = tmp_path / "broken.ckpt"
+        checkpoint.write_bytes(b"garbage")
+    with pytest.raises(SystemExit) as excinfo:
+        colorize.main(["--checkpoint", str(checkpoint), "--sketch", str(sketch), "--reference", str(reference),
+                       "--out", str(tmp_path / "out")])
+    line = error_line(capsys, excinfo)
+    expected = {"unreadable": "b.png", "empty_folder": "contains no images", "missing_sketch": "does not exist",
+                "bad_checkpoint": "not a loadable checkpoint"}[problem]
+    assert expected in line
+    assert not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_sketch_rule_and_letterbox():
+    rng = np.random.default_rng(0)
+    lines = np.full((32, 48), 255, np.uint8)
+    lines[10:12, 5:40] = 0
+    assert looks_like_sketch(lines) and looks_like_sketch(np.dstack([lines] * 3))
+    assert not looks_like_sketch(np.full((32, 48), 90, np.uint8))  # a dark grayscale photo: not mostly white
+    colour = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert not looks_like_sketch(colour)
+    box = Letterbox(24, 40, 16)
+    square = box.forward(np.zeros((24, 40, 3), np.uint8), border="white")
+    assert square.shape == (16, 16, 3) and square[0, 8].min() == 255 and square[8, 8].max() == 0
+    back = box.inverse(square)
+    assert back.shape == (24, 40, 3) and back.mean() < 20  # the white padding is cut away
+    same = Letterbox(16, 16, 16)
+    assert np.array_equal(same.inverse(colour[:16, :16]), colour[:16, :16])
