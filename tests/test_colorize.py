@@ -16,7 +16,9 @@ from PIL import Image
 import colorize
 from data.xdog import XDoGParams, xdog
 from utils.images import list_images, load_rgb
-from utils.inference import Letterbox, looks_like_sketch, prepare_sketch, trajectory_steps
+from utils.errors import UserError
+from utils.inference import (Letterbox, check_outputs, looks_like_sketch, plan_jobs, prepare_sketch,
+                             trajectory_steps)
 
 pytest_plugins = ["conftest_ckpt"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -179,3 +181,9 @@ def test_sketch_rule_and_letterbox():
     assert back.shape == (24, 40, 3) and back.mean() < 20  # the white padding is cut away
     same = Letterbox(16, 16, 16)
     assert np.array_equal(same.inverse(colour[:16, :16]), colour[:16, :16])
+
+
+def test_outputs_never_replace_inputs(inputs):
+    jobs = plan_jobs(inputs["face"], inputs["face"], inputs["face"].parent)
+    with pytest.raises(UserError, match="would replace input files"):
+        check_outputs(jobs, overwrite=True)

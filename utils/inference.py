@@ -128,10 +128,16 @@ def default_trajectory_dir(out: Path) -> Path:
 
 
 def check_outputs(jobs: list[Job], overwrite: bool) -> None:
-    """Refuse existing output files (one line naming them) unless ``overwrite``."""
+    """Refuse outputs that would replace an input file, and existing output files unless ``overwrite`` (one line
+    naming them)."""
+    inputs = {p.resolve() for job in jobs for p in (job.sketch, job.reference)}
+    outputs = [p for job in jobs for p in (job.output, job.trajectory) if p is not None]
+    clobbered = [str(p) for p in outputs if p.resolve() in inputs]
+    if clobbered:
+        raise UserError(f"output file(s) would replace input files ({_listing(clobbered)}); choose another --out")
     if overwrite:
         return
-    existing = [str(p) for job in jobs for p in (job.output, job.trajectory) if p is not None and p.exists()]
+    existing = [str(p) for p in outputs if p.exists()]
     if existing:
         raise UserError(f"{len(existing)} output file(s) exist already ({_listing(existing)}); pass --overwrite to "
                         "replace them or choose another --out")
