@@ -112,6 +112,11 @@ class DiffusionColorizer(pl.LightningModule):
         self.denoiser = Denoiser(net, schedule, sigma_data, prediction)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The class, so that load_colorizer rebuilds subclasses too. (Not a hyperparameter: LightningCLI re-parses
+        # those from --ckpt_path as init arguments.)
+        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     @classmethod
     def inference_args(cls, hparams: dict) -> dict:
         """The saved hyperparameters that rebuild the model for sampling (subclasses drop training-only ones)."""
@@ -257,8 +262,8 @@ def image_grid(sketch, reference, output, target, max_rows: int = 8) -> torch.Te
     return torchvision.utils.make_grid(tiles, nrow=4, padding=2, pad_value=1.0)
 
 
-def load_colorizer(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionColorizer:
-    """Rebuild a model from a checkpoint with ``weights_only=True`` and strict keys; one clear error otherwise."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint of this project read with ``weights_only=True``; one clear error for anything else."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass the .ckpt written by pretrain.py or finetune.py")
@@ -268,13 +273,28 @@ def load_colorizer(path: str | Path, map_location: str | torch.device = "cpu") -
         raise UserError(f"{path}: not a loadable checkpoint ({str(err).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise UserError(f"{path}: not a checkpoint of this project (no state_dict / hyper_parameters)")
+    return ckpt
+
+
+def load_weights(module: nn.Module, state_dict: dict, path: str | Path, what: str = "the model it describes") -> None:
+    """``module.load_state_dict`` with strict keys and shapes; a mismatch is one :class:`UserError` line."""
+    try:
+        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:  # same keys, different shapes
+        detail = " ".join(str(err).split())
+        raise UserError(f"{path}: weights do not match {what} ({detail[:300]})") from None
+    if missing or unexpected:
+        raise UserError(f"{path}: weights do not match {what} (missing {len(missing)} keys, e.g. "
+                        f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+
+
+def load_colorizer(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionColorizer:
+    """Rebuild a model from a checkpoint with ``weights_only=True`` and strict keys; one clear error otherwise."""
+    ckpt = read_checkpoint(path, map_location)
     hp = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    cls_path = ckpt["hyper_parameters"].get("_class_path", f"{DiffusionColorizer.__module__}.DiffusionColorizer")
+    cls_path = ckpt.get("model_class", f"{DiffusionColorizer.__module__}.DiffusionColorizer")
     module, _, name = cls_path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     model = cls(net=from_spec(hp.pop("net")), schedule=from_spec(hp.pop("schedule")), **cls.inference_args(hp))
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(f"{path}: weights do not match the model it describes (missing {len(missing)} keys, e.g. "
-                        f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+    load_weights(model, ckpt["state_dict"], path)
     return model.eval()
