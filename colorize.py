@@ -29,9 +29,11 @@ result is resized back to the sketch's original width and height. The reference 
 the training size, as training references were.
 
 Sketch detection (--sketch-type auto): an input counts as a sketch when it is near-grayscale (at most 2% of the
-pixels have max(R,G,B) - min(R,G,B) > 24) and mostly white (at least 50% of the pixels have mean(R,G,B) >= 200).
-Anything else is a colour image and is turned into a sketch with the project's XDoG (at the training size, with the
-checkpoint's XDoG parameters and the middle blur sigma), as the training sketches were made.
+pixels have max(R,G,B) - min(R,G,B) > 24), mostly white (at least 50% of the pixels have mean(R,G,B) >= 200) and
+line art (at most 15% mid-grey pixels, 55 < mean(R,G,B) < 200); black-and-white line art with less white (at most
+5% mid-grey) counts too. Anything else (a colour image, a grayscale photo) is turned into a sketch with the
+project's XDoG at the training size, with the checkpoint's XDoG parameters and the middle blur sigma, as the
+training sketches were made. --sketch-type sketch|image overrides the detection.
 """
 
 EPILOG = """\

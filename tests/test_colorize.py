@@ -172,6 +172,11 @@ def test_sketch_rule_and_letterbox():
     lines[10:12, 5:40] = 0
     assert looks_like_sketch(lines) and looks_like_sketch(np.dstack([lines] * 3))
     assert not looks_like_sketch(np.full((32, 48), 90, np.uint8))  # a dark grayscale photo: not mostly white
+    dense = np.where(rng.random((32, 48)) < 0.4, 255, 0).astype(np.uint8)
+    assert looks_like_sketch(dense)  # 40 % white, but black-and-white: line art
+    grey = lines.copy()
+    grey[:12] = 150
+    assert not looks_like_sketch(grey)  # mostly white, but 37 % mid-grey: a photo
     colour = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
     assert not looks_like_sketch(colour)
     box = Letterbox(24, 40, 16)
