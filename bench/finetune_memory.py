@@ -4,7 +4,8 @@ For every K in --steps and checkpointing on/off, a fresh process builds the pape
 two pretraining steps (denoising loss, AdamW) to reach the fixed base (process, weights, gradients, optimizer state,
 one step's activations), then --repeats finetuning steps with K differentiable Euler steps (mse strategy; the loss is
 not what is measured). Memory is the process's peak RSS (getrusage; CPU) and, on a GPU, the peak CUDA allocation;
-the growth column is the finetuning peak minus the pretraining peak of the same process.
+the growth column is the finetuning peak minus the pretraining peak of the same process. On the CPU the worker sets
+up the heap as finetune.py does (``--malloc default`` keeps glibc's default, whose fragmentation grows with K).
 
     python bench/finetune_memory.py                      # K in 5 10 25 50, 64 px, batch 1, CPU
     python bench/finetune_memory.py --device cuda --size 256 --json bench/finetune_memory.json
@@ -31,14 +32,17 @@ def worker(args: argparse.Namespace) -> dict:
     """One configuration in this (fresh) process; returns its measurements."""
     import torch
 
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
+    from finetune import limit_heap_fragmentation
+
+    heap = args.malloc == "finetune" and device.type == "cpu" and limit_heap_fragmentation()
     from models.refiner import TrajectoryRefiner
     from models.unet import UNet
 
     torch.manual_seed(0)
-    device = torch.device(args.device)
     cuda = device.type == "cuda"
     net = UNet(**json.loads(args.net_config)) if args.net_config else UNet(**PAPER_NET)
     model = TrajectoryRefiner(net=net, refine_steps=args.k, checkpointing=args.checkpointing, strategy="mse").to(device)
@@ -71,6 +75,7 @@ def worker(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "malloc": "mmap >= 256 KiB (finetune.py)" if heap else "glibc default",
         "params_m": sum(p.numel() for p in model.denoiser.parameters()) / 1e6,
         "base_rss_mb": base["rss"],
         "peak_rss_mb": peak_rss_mb(),
@@ -105,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="finetuning steps per configuration (min time kept)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--net-config", help="U-Net arguments as JSON (default: the paper's network)")
+    parser.add_argument("--malloc", choices=["finetune", "default"], default="finetune",
+                        help="CPU heap: finetune.py's setting (limit_heap_fragmentation) or glibc's default")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is steadier on a busy machine")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -124,6 +131,7 @@ def main() -> None:
                    str(args.size), "--batch", str(args.batch), "--repeats", str(args.repeats), "--device", args.device]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
+            cmd += ["--malloc", args.malloc]
             if args.net_config:
                 cmd += ["--net-config", args.net_config]
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -135,7 +143,8 @@ def main() -> None:
                   f"(+{r['peak_rss_mb'] - r['base_rss_mb']:.0f}) {r['seconds_per_step']:.2f} s/step", flush=True)
     first = rows[0]
     print(f"\n{first['params_m']:.1f} M parameters, {args.size} px, batch {args.batch}, {first['device']}, "
-          f"{first['threads']} threads; growth = peak of the finetuning step minus peak of a pretraining step\n")
+          f"{first['threads']} threads, CPU heap: {first['malloc']}; growth = peak of the finetuning step minus "
+          "peak of a pretraining step\n")
     print(table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
