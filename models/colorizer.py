@@ -68,7 +68,8 @@ class DiffusionColorizer(pl.LightningModule):
         guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
         grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).
-        guidance_ssim_scale: SSIM guidance step s of ``test`` (0: off; see :mod:`models.ssim_guidance`).
+        guidance_ssim_scale: SSIM guidance step s of ``test`` (0: off; :data:`models.ssim_guidance.DEFAULT_SCALE` is
+            the value measured on the 64 px demo).
         guidance_target: "sketch" (XDoG of the prediction vs the input sketch) or "gt" (an oracle for analysis:
             the test folder gets an "-oracle" suffix and the metrics are logged as ``test_oracle/...``).
     """
