@@ -18,3 +18,12 @@ def shared_faces() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared anime faces not found at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """Many tiny kernels: one thread avoids stalls waiting for a second, busy core (the suite shares the machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,13 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE, K = 16, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny kernels: one thread avoids stalls waiting for a second, busy core (the suite shares the machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_unet(**kw) -> UNet:

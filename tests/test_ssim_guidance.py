@@ -13,13 +13,7 @@ from utils.errors import UserError
 from utils.ssim import ssim
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny kernels: one thread avoids stalls waiting for a second, busy core (the suite shares the machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(**kw) -> DiffusionColorizer:
