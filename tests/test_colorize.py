@@ -79,6 +79,18 @@ def test_deterministic_for_a_seed_and_different_across_seeds(tiny_model, inputs,
     assert sorted(first) == sorted(other) and all(first[name] != other[name] for name in first)
 
 
+def test_ssim_guidance_changes_the_output_and_zero_is_off(tiny_model, inputs, tmp_path, capsys):
+    for out, scale in (("plain", None), ("zero", 0), ("guided", 30)):
+        extra = ("--guidance-ssim", scale) if scale is not None else ()
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / out, "--sampler", "euler", *extra)
+    plain, zero, guided = (files(tmp_path / name) for name in ("plain", "zero", "guided"))
+    assert zero == plain
+    assert sorted(guided) == sorted(plain) and all(guided[name] != plain[name] for name in plain)
+    with pytest.raises(SystemExit) as excinfo:
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "negative", "--guidance-ssim", -1)
+    assert "--guidance-ssim must be >= 0" in error_line(capsys, excinfo)
+
+
 def test_refuses_to_overwrite_before_any_work(tiny_model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     run(tiny_model, inputs["sketches"], inputs["face"], out, "--seed", 1)

@@ -26,7 +26,7 @@ Guidance: ``guidance_sketch`` / ``guidance_reference`` are the two classifier-fr
 :class:`models.guidance.GuidedDenoiser` (None keeps the checkpoint's). Gradient guidance at sampling time (SSIM
 guidance, :mod:`models.ssim_guidance`) plugs in through ``ColorizeOptions.guide_factory``: a callable that receives
 each batch's :class:`~models.denoiser.Cond` (the input sketch is its honest target) and returns the sampler's
-``guide``; it is None here until that module provides one.
+``guide`` (``colorize.py --guidance-ssim S`` passes the SSIM guide towards the input sketch).
 """
 from __future__ import annotations
 
