@@ -8,6 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import pytest
 import torch
+import yaml
 
 from models.colorizer import DiffusionColorizer, load_colorizer
 from models.denoiser import Cond, Denoiser
@@ -220,3 +221,14 @@ def test_config_parses():
     for line in ("init_checkpoint: X", "strategy: lpips-vgg", "refine_steps: 50", "checkpointing: true",
                  "warmup_epochs: 0", "max_epochs: 10", "precision: 16-mixed", "base_channels: 64"):
         assert line in out.stdout, line
+
+
+def test_finetune_demo_config_matches_the_demo_network():
+    """configs/finetune_demo.yaml refines the `make demo` checkpoint, whose weights load only into the same network."""
+    demo, finetune = (yaml.safe_load((ROOT / "configs" / name).read_text())
+                      for name in ("demo.yaml", "finetune_demo.yaml"))
+    demo_checkpoints = demo["trainer"]["callbacks"][0]["init_args"]["dirpath"]
+    assert finetune["model"]["init_checkpoint"] == demo_checkpoints + "/last.ckpt"
+    for key in ("net", "schedule"):
+        assert finetune["model"][key] == demo["model"][key], key
+    assert finetune["data"]["root"] == demo["data"]["root"] and finetune["data"]["size"] == demo["data"]["size"]

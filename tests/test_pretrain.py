@@ -165,6 +165,7 @@ def test_ddp_on_two_cpu_processes(faces, tmp_path):
 @pytest.mark.parametrize("configs", [
     ["configs/pretrain.yaml"], ["configs/pretrain.yaml", "configs/baselines/edm.yaml"],
     ["configs/pretrain.yaml", "configs/baselines/ddpm.yaml"], ["configs/demo.yaml"],
+    ["configs/cpu64.yaml", "configs/baselines/edm.yaml"],
 ], ids=lambda c: "+".join(Path(p).stem for p in c))
 def test_configs_parse(configs):
     args = ["fit"] + [a for c in configs for a in ("--config", c)] + ["--data.root", "somewhere", "--print_config"]
