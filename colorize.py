@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from models.ssim_guidance import DEFAULT_SCALE, ssim_guide
+from models.ssim_guidance import DEFAULT_SCALE, check_scale, ssim_guide
 from utils.errors import UserError, exit_on_user_error
 from utils.inference import INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions, colorize, default_trajectory_dir
 
@@ -97,16 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def guide_factory(args: argparse.Namespace):
-    """The per-batch SSIM guide towards the input sketch (models/ssim_guidance.py), or None when it is off.
+    """The per-batch SSIM guide towards the input sketch (models/ssim_guidance.py).
 
     The sketch is the only honest target here: colorize.py has no ground truth.
     """
-    if args.guidance_ssim < 0:
-        raise UserError(f"--guidance-ssim must be >= 0, got {args.guidance_ssim:g}")
-    if args.guidance_ssim == 0:
-        return None
     scale = args.guidance_ssim
-    return lambda cond: ssim_guide(scale, cond.sketch)
+    check_scale(scale, "--guidance-ssim")  # before any work, not at the first batch
+    return lambda cond: ssim_guide(scale, cond.sketch)  # None (unguided) when scale is 0
 
 
 def options_from_args(args: argparse.Namespace) -> ColorizeOptions:

@@ -27,7 +27,7 @@ from .ema import ema_update
 from .guidance import GuidedDenoiser, drop_conditions
 from .samplers import get_sampler
 from .schedules import NoiseSchedule, PhiSchedule
-from .ssim_guidance import check_target, is_oracle, ssim_guide
+from .ssim_guidance import check_scale, check_target, is_oracle, ssim_guide
 from .unet import UNet
 
 
@@ -106,6 +106,7 @@ class DiffusionColorizer(pl.LightningModule):
             raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
         get_sampler(sampler)
         check_target(guidance_target)
+        check_scale(guidance_ssim_scale)
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.
         self.hparams["net"], self.hparams["schedule"] = spec(net), spec(schedule)

@@ -45,6 +45,11 @@ def check_target(target: str) -> None:
         raise UserError(f"guidance target must be one of {', '.join(GUIDANCE_TARGETS)}, got {target!r}")
 
 
+def check_scale(scale: float, name: str = "the SSIM guidance scale") -> None:
+    if scale < 0:
+        raise UserError(f"{name} must be >= 0, got {scale:g}")
+
+
 def is_oracle(scale: float, target: str) -> bool:
     """Whether sampling with these settings looks at the ground truth (and its outputs must say "oracle")."""
     return target == "gt" and scale != 0
@@ -70,8 +75,7 @@ def ssim_guide(
     if target == "gt" and gt is None:
         raise UserError("guidance target 'gt' is an oracle for analysis only and needs the ground truth, which this "
                         "input does not have; use the sketch target")
-    if scale < 0:
-        raise UserError(f"the SSIM guidance scale must be >= 0, got {scale}")
+    check_scale(scale)
     if scale == 0:
         return None
     reference = sketch if target == "sketch" else gt
