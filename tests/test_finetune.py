@@ -225,10 +225,10 @@ def test_config_parses():
 
 def test_finetune_demo_config_matches_the_demo_network():
     """configs/finetune_demo.yaml refines the `make demo` checkpoint, whose weights load only into the same network."""
-    demo, finetune = (yaml.safe_load((ROOT / "configs" / name).read_text())
-                      for name in ("demo.yaml", "finetune_demo.yaml"))
+    base, demo, finetune = (yaml.safe_load((ROOT / "configs" / name).read_text())
+                            for name in ("cpu64.yaml", "demo.yaml", "finetune_demo.yaml"))
     demo_checkpoints = demo["trainer"]["callbacks"][0]["init_args"]["dirpath"]
     assert finetune["model"]["init_checkpoint"] == demo_checkpoints + "/last.ckpt"
     for key in ("net", "schedule"):
-        assert finetune["model"][key] == demo["model"][key], key
-    assert finetune["data"]["root"] == demo["data"]["root"] and finetune["data"]["size"] == demo["data"]["size"]
+        assert finetune["model"][key] == base["model"][key], key
+    assert finetune["data"]["root"] == demo["data"]["root"] and finetune["data"]["size"] == base["data"]["size"]

@@ -164,7 +164,7 @@ def test_ddp_on_two_cpu_processes(faces, tmp_path):
 
 @pytest.mark.parametrize("configs", [
     ["configs/pretrain.yaml"], ["configs/pretrain.yaml", "configs/baselines/edm.yaml"],
-    ["configs/pretrain.yaml", "configs/baselines/ddpm.yaml"], ["configs/demo.yaml"],
+    ["configs/pretrain.yaml", "configs/baselines/ddpm.yaml"], ["configs/cpu64.yaml", "configs/demo.yaml"],
     ["configs/cpu64.yaml", "configs/baselines/edm.yaml"],
 ], ids=lambda c: "+".join(Path(p).stem for p in c))
 def test_configs_parse(configs):
