@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "files are an error, checked before any work)")
     io.add_argument("--sketch-type", choices=SKETCH_TYPES, default="auto", help="auto: detect (rule above); sketch: "
                     "use the input as it is; image: always extract a sketch with XDoG (default auto)")
+    io.add_argument("--trust-class", action="append", default=[], metavar="MODULE.CLASS",
+                    help="allow the checkpoint to name this class outside the project's registry (your own network "
+                    "or schedule class; it is imported and run, so only for code you trust). Repeatable")
     io.add_argument("--size", type=int, metavar="PX",
                     help="processing size in pixels (default: the checkpoint's training size)")
     io.add_argument("--save-trajectory", action="store_true", help="also write, per image, a grid PNG of the "
@@ -112,6 +115,7 @@ def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
         guidance_reference=args.guidance_reference, seed=args.seed, batch_size=args.batch_size, size=args.size,
         device=args.device, sketch_type=args.sketch_type, save_trajectory=args.save_trajectory,
         trajectory_frames=args.trajectory_frames, overwrite=args.overwrite, guide_factory=guide_factory(args),
+        trusted_classes=tuple(args.trust_class),
     )
 
 

@@ -8,10 +8,8 @@ the training objective.
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -19,9 +17,10 @@ import torchvision
 from torch import nn
 
 from utils import metrics
-from utils.errors import UserError
+from utils.errors import TrainingDiverged, UserError
 from utils.images import save_image
 
+from .checkpoint import class_path, load_colorizer, spec
 from .denoiser import Cond, Denoiser
 from .ema import ema_update
 from .guidance import GuidedDenoiser, drop_conditions
@@ -29,17 +28,6 @@ from .samplers import get_sampler
 from .schedules import NoiseSchedule, PhiSchedule
 from .ssim_guidance import check_scale, check_target, is_oracle, ssim_guide
 from .unet import UNet
-
-
-def spec(obj: Any) -> dict:
-    """{"class_path", "init_args"} of an object that records its init arguments (``obj.init_args``)."""
-    cls = type(obj)
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(obj.init_args)}
-
-
-def from_spec(config: dict) -> Any:
-    module, _, name = config["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**config.get("init_args", {}))
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -115,9 +103,14 @@ class DiffusionColorizer(pl.LightningModule):
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The class, so that load_colorizer rebuilds subclasses too. (Not a hyperparameter: LightningCLI re-parses
+        # The class, so that models.checkpoint rebuilds subclasses too. (Not a hyperparameter: LightningCLI re-parses
         # those from --ckpt_path as init arguments.)
-        checkpoint["model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint["model_class"] = class_path(self)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **_ignored):
+        """The safe loader of :mod:`models.checkpoint` (Lightning's would import the names the file gives)."""
+        return load_colorizer(checkpoint_path, map_location or "cpu")
 
     @classmethod
     def inference_args(cls, hparams: dict) -> dict:
@@ -149,13 +142,33 @@ class DiffusionColorizer(pl.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------------------------
 
+    def training_draws(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sigma (B,), noise like the target, U(0, 1) dropout draws (2, B)) for a training batch.
+
+        A batch from the training stream carries one seed per sample (:mod:`data.sampler`); each sample's draws then
+        come from its own generators, so they depend on its stream position only (exact resume, DDP = one process
+        on the union batch). Batches without seeds draw from the global generator."""
+        y = batch["target"]
+        if "seed" not in batch:
+            noise = torch.randn_like(y)
+            return self.schedule.sample_sigma(y.shape[0], device=y.device), noise, torch.rand(2, y.shape[0])
+        sigmas, noises, drops = [], [], []
+        for seed in batch["seed"].tolist():
+            cpu = torch.Generator().manual_seed(seed)
+            sigmas.append(self.schedule.sample_sigma(1, generator=cpu))
+            drops.append(torch.rand(2, 1, generator=cpu))
+            device_gen = torch.Generator(device=y.device).manual_seed(seed ^ 1)
+            noises.append(torch.randn(y.shape[1:], generator=device_gen, device=y.device, dtype=y.dtype))
+        return torch.cat(sigmas).to(y.device), torch.stack(noises), torch.cat(drops, dim=1)
+
     def denoising_loss(self, batch: dict) -> torch.Tensor:
         """E || D(y + sigma n; sigma, cond) - y ||^2 with sigma from the schedule's training density (EDM eq. 2)."""
         y = batch["target"]
+        sigma, noise, uniform = self.training_draws(batch)
         cond = drop_conditions(Cond(batch["sketch"], batch["reference"]), self.hparams.p_drop_sketch,
-                               self.hparams.p_drop_reference)
-        sigma = self.schedule.sample_sigma(y.shape[0], device=y.device).view(-1, 1, 1, 1)
-        denoised = self.denoiser(y + sigma * torch.randn_like(y), sigma, cond)
+                               self.hparams.p_drop_reference, uniform=uniform)
+        sigma = sigma.view(-1, 1, 1, 1)
+        denoised = self.denoiser(y + sigma * noise, sigma, cond)
         per_sample = (denoised.float() - y.float()).square().mean(dim=(1, 2, 3))
         if self.hparams.loss_weighting == "edm":
             per_sample = per_sample * self.denoiser.loss_weight(sigma.view(-1))
@@ -166,8 +179,22 @@ class DiffusionColorizer(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["target"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        ema_update(self.ema, self.denoiser, self.hparams.ema_decay, self.global_step)
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        """Stop on a NaN or infinite loss before it reaches the gradients, the weights, the EMA or a checkpoint."""
+        if not bool(torch.isfinite(loss.detach())):
+            raise TrainingDiverged(
+                f"training stopped: the loss is {float(loss.detach())} at step {self.global_step} (epoch {self.current_epoch}); "
+                "the weights and the EMA were not updated with it and the checkpoints on disk are from earlier steps. "
+                "Resume from last.ckpt with a lower --model.lr, or check the training images")
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimizer step, then the EMA update: both are done before any callback (a checkpoint) sees the step."""
+        super().optimizer_step(*args, **kwargs)
+        ema_update(self.ema, self.denoiser, self.hparams.ema_decay, self.ema_step())
+
+    def ema_step(self) -> int:
+        """The step count that warms the EMA decay up (optimizer steps before this one)."""
+        return self.global_step
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -262,41 +289,3 @@ def image_grid(sketch, reference, output, target, max_rows: int = 8) -> torch.Te
     cols = [sketch[:n].expand(-1, 3, -1, -1), reference[:n], output[:n], target[:n]]
     tiles = torch.stack([to_unit(c.detach().cpu()) for c in cols], dim=1).flatten(0, 1)
     return torchvision.utils.make_grid(tiles, nrow=4, padding=2, pad_value=1.0)
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint of this project read with ``weights_only=True``; one clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass the .ckpt written by pretrain.py or finetune.py")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling refused or a corrupt file: both are the user's file, not our bug
-        raise UserError(f"{path}: not a loadable checkpoint ({str(err).splitlines()[0]})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise UserError(f"{path}: not a checkpoint of this project (no state_dict / hyper_parameters)")
-    return ckpt
-
-
-def load_weights(module: nn.Module, state_dict: dict, path: str | Path, what: str = "the model it describes") -> None:
-    """``module.load_state_dict`` with strict keys and shapes; a mismatch is one :class:`UserError` line."""
-    try:
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # same keys, different shapes
-        detail = " ".join(str(err).split())
-        raise UserError(f"{path}: weights do not match {what} ({detail[:300]})") from None
-    if missing or unexpected:
-        raise UserError(f"{path}: weights do not match {what} (missing {len(missing)} keys, e.g. "
-                        f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
-
-
-def load_colorizer(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionColorizer:
-    """Rebuild a model from a checkpoint with ``weights_only=True`` and strict keys; one clear error otherwise."""
-    ckpt = read_checkpoint(path, map_location)
-    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    cls_path = ckpt.get("model_class", f"{DiffusionColorizer.__module__}.DiffusionColorizer")
-    module, _, name = cls_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    model = cls(net=from_spec(hp.pop("net")), schedule=from_spec(hp.pop("schedule")), **cls.inference_args(hp))
-    load_weights(model, ckpt["state_dict"], path)
-    return model.eval()

@@ -26,9 +26,9 @@ from torch import nn
 from utils.errors import UserError
 from utils.weights import LPIPS_TRUNKS, build_clip_image_encoder, build_lpips
 
-from .colorizer import DiffusionColorizer, load_weights, read_checkpoint
+from .checkpoint import load_weights, read_checkpoint
+from .colorizer import DiffusionColorizer
 from .denoiser import Cond
-from .ema import ema_update
 from .samplers import sample_euler_diff
 
 STRATEGIES = ("mse", "clip") + tuple(f"lpips-{net}" for net in LPIPS_TRUNKS)
@@ -93,20 +93,21 @@ class TrajectoryRefiner(DiffusionColorizer):
 
     def load_init_checkpoint(self, path: str | Path) -> None:
         """The EMA weights of a pretraining checkpoint into the trained weights and the EMA (strict keys)."""
-        ckpt = read_checkpoint(path)
-        theirs = ckpt["hyper_parameters"]
+        # The classes the user's own config names are trusted too (a custom network trained with this config).
+        ckpt = read_checkpoint(path, trusted={self.hparams.net["class_path"], self.hparams.schedule["class_path"]})
+        theirs = ckpt.hparams
         for key in ("schedule", "prediction", "sigma_data"):
             if key in theirs and theirs[key] != self.hparams[key]:
                 raise UserError(f"{path} was trained with {key} {theirs[key]}, this model is configured with "
                                 f"{self.hparams[key]}; configure the same {key} to finetune it")
-        ema = {k[len("ema."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("ema.")}
+        ema = {k[len("ema."):]: v for k, v in ckpt.data["state_dict"].items() if k.startswith("ema.")}
         if not ema:
             raise UserError(f"{path} holds no EMA weights (ema.* keys); pass a checkpoint written by pretrain.py")
         net = theirs.get("net", {}).get("init_args", "?")
         what = f"the configured network (the checkpoint's net: {net})"
         load_weights(self.denoiser, ema, path, what)
         load_weights(self.ema, ema, path, what)
-        self.ema_step_offset = int(ckpt.get("global_step", 0))
+        self.ema_step_offset = int(ckpt.data.get("global_step", 0))
 
     # -- the objective ---------------------------------------------------------------------------------------------
 
@@ -143,7 +144,10 @@ class TrajectoryRefiner(DiffusionColorizer):
         """x_0 of the K-step Euler trajectory from x_T = sigma_max * noise, differentiable in the trained weights."""
         y = batch["target"]
         sigmas = self.schedule.grid(self.hparams.refine_steps, device=y.device)
-        noise = torch.randn(y.shape, generator=generator).to(y) if generator is not None else torch.randn_like(y)
+        if generator is not None:
+            noise = torch.randn(y.shape, generator=generator).to(y)
+        else:  # the sample's own stream, as in pretraining
+            noise = self.training_draws(batch)[1]
         return sample_euler_diff(self.denoiser, noise * sigmas[0], sigmas, Cond(batch["sketch"], batch["reference"]),
                                  checkpointing=self.hparams.checkpointing, grad_last_k=self.hparams.grad_last_k)
 
@@ -155,8 +159,8 @@ class TrajectoryRefiner(DiffusionColorizer):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["target"].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        ema_update(self.ema, self.denoiser, self.hparams.ema_decay, self.ema_step_offset + self.global_step)
+    def ema_step(self) -> int:
+        return self.ema_step_offset + self.global_step
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

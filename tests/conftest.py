@@ -27,3 +27,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def tiny_colorizer(**kw):
+    """A DiffusionColorizer with a ~0.2M-parameter U-Net (16 px images)."""
+    from models.colorizer import DiffusionColorizer
+    from models.unet import UNet
+
+    return DiffusionColorizer(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2), **kw)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """16 procedural colour faces of 16 px (12 for training and 4 for validation with ``val_count=4``)."""
+    from PIL import Image
+
+    from data.synthetic import render_face
+
+    root = tmp_path_factory.mktemp("faces")
+    for i in range(16):
+        Image.fromarray(render_face(i, 16)).save(root / f"face_{i:02d}.png")
+    return root

@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from models.colorizer import DiffusionColorizer, load_colorizer
+from models.checkpoint import load_colorizer
+from models.colorizer import DiffusionColorizer
 from models.denoiser import Cond, Denoiser
 from models.refiner import TrajectoryRefiner
 from models.samplers import sample_euler_diff

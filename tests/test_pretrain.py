@@ -7,29 +7,17 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 
+from conftest import tiny_colorizer
 from data.synthetic import render_face
-from models.colorizer import DiffusionColorizer, load_colorizer
+from models.checkpoint import load_colorizer
+from models.colorizer import DiffusionColorizer
 from models.denoiser import Cond
-from models.unet import UNet
 from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny.yaml"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-
-
-def tiny_model(**kw) -> DiffusionColorizer:
-    return DiffusionColorizer(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2), **kw)
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faces")
-    for i in range(16):
-        Image.fromarray(render_face(i, 16)).save(root / f"face_{i:02d}.png")
-    return root
 
 
 def fixed_batch(n=8, size=16):
@@ -46,7 +34,7 @@ def seeded_loss(model, batch, seed=0):
 
 def test_training_steps_lower_the_loss():
     torch.manual_seed(0)
-    model, batch = tiny_model(p_drop_sketch=0.0, p_drop_reference=0.0), fixed_batch()
+    model, batch = tiny_colorizer(p_drop_sketch=0.0, p_drop_reference=0.0), fixed_batch()
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=2e-3)
     before = seeded_loss(model, batch)
     for _ in range(30):
@@ -57,13 +45,13 @@ def test_training_steps_lower_the_loss():
 
 
 def test_edm_loss_weighting_is_one_over_c_out_squared():
-    model = tiny_model(loss_weighting="edm")
+    model = tiny_colorizer(loss_weighting="edm")
     sigma = torch.tensor([0.1, 1.0, 10.0])
     torch.testing.assert_close(model.denoiser.loss_weight(sigma), (sigma**2 + 0.25) / (sigma * 0.5) ** 2)
 
 
 def test_ema_tracks_weights_and_is_what_sampling_uses(faces):
-    model = tiny_model(ema_decay=0.9)
+    model = tiny_colorizer(ema_decay=0.9)
     trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     from data.datamodule import ColorizationDataModule
@@ -137,7 +125,7 @@ ColorizationCLI(DiffusionColorizer, ColorizationDataModule, trainer_defaults={"c
 
 
 def test_load_rejects_mismatched_and_foreign_checkpoints(tmp_path):
-    model = tiny_model()
+    model = tiny_colorizer()
     ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
     ckpt["hyper_parameters"]["net"] = {**ckpt["hyper_parameters"]["net"],
                                        "init_args": {**model.hparams.net["init_args"], "base_channels": 32}}

@@ -7,6 +7,7 @@ import sys
 
 import torch
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from utils.errors import UserError
 
@@ -19,13 +20,43 @@ def _cpu_threads() -> None:
 
 class ColorizationCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
-        """Keep the configuration the user gave. (LightningCLI would overwrite it with the hyperparameters stored
-        in --ckpt_path, so `test --model.steps 50 --ckpt_path X` would silently sample with the training value.)
-        Pass the training config (saved as config.yaml next to the logs) when testing or resuming; a mismatching
-        architecture then fails at weight loading."""
+        """Check --ckpt_path before anything is built, and keep the configuration the user gave.
+
+        The checkpoint is read with ``weights_only=True`` and every class it names must be one of the project's
+        (:mod:`models.checkpoint`) or one the user's own config names; nothing from the file is instantiated.
+        (LightningCLI would overwrite the config with the hyperparameters stored in the checkpoint, so
+        `test --model.steps 50 --ckpt_path X` would silently sample with the training value.) Pass the training
+        config (saved as config.yaml next to the logs) when testing or resuming; a mismatching architecture then
+        fails at weight loading."""
+        from models.checkpoint import read_checkpoint  # noqa: PLC0415 - the entry scripts' package
+
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            model = config.get("model") or {}
+            trusted = {(model.get(key) or {}).get("class_path") for key in ("net", "schedule")} - {None}
+            read_checkpoint(ckpt_path, trusted=trusted)
+
+    def instantiate_trainer(self, **kwargs):
+        """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""
+        from models.checkpoint import AtomicCheckpointIO  # noqa: PLC0415
+
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        """The trainer method's arguments; a checkpoint is always unpickled with ``weights_only=True``."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = True
+        return kwargs
 
 
-def run_cli(model_class_path: str) -> None:
+def run_cli(model_class_path: str, args: list[str] | None = None) -> None:
+    """Run the LightningCLI of ``model_class_path`` on ``args`` (default: the command line)."""
     module, _, name = model_class_path.rpartition(".")
     model_class = getattr(importlib.import_module(module), name)
     from data.datamodule import ColorizationDataModule
@@ -36,6 +67,7 @@ def run_cli(model_class_path: str) -> None:
             model_class,
             ColorizationDataModule,
             save_config_kwargs={"overwrite": False},
+            args=args,
         )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

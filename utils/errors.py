@@ -14,6 +14,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: the run stops before the bad update reaches the weights."""
+
+    exit_code = 3
+
+
 def exit_on_user_error(main: F) -> F:
     """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>`` on stderr and exit code 2."""
 

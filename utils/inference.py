@@ -9,7 +9,8 @@ checkpoint is loaded or a single image is sampled):
    name (missing names are one error listing them).
 2. :func:`check_outputs` refuses to replace existing files unless ``overwrite`` (one line listing them).
 3. :func:`check_readable` opens the header of every input file (one line listing the unreadable ones).
-4. The checkpoint is loaded (:func:`models.colorizer.load_colorizer`, EMA weights) and the processing size is
+4. The checkpoint is loaded (:mod:`models.checkpoint`, EMA weights; only the project's classes, or those in
+   ``trusted_classes``) and the processing size is
    resolved (:func:`resolve_size`): ``size`` when given, else the ``size`` the checkpoint's datamodule was trained
    with (LightningCLI stores it as ``datamodule_hyper_parameters``).
 5. Per batch: each sketch is letterboxed to a square (white padding) and resized to the processing size
@@ -40,13 +41,13 @@ import cv2
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from data.folder import ImageEntry, pair_by_name, scan_folder
 from data.xdog import XDoGParams, xdog
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, load_rgb, resize_center_crop, to_tensor
+from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, resize_center_crop, to_tensor
 
 #: How many file names an error message lists before "and N more".
 SHOWN = 5
@@ -147,12 +148,9 @@ def check_outputs(jobs: list[Job], overwrite: bool) -> None:
 
 def _header_problem(path: Path) -> str | None:
     try:
-        if path.stat().st_size == 0:
-            return f"{path} (empty file)"
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - opening parses the header
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return str(path)
+        image_size(path)
+    except ImageReadError as err:
+        return str(err).split("; ")[0]
     return None
 
 
@@ -325,6 +323,8 @@ class ColorizeOptions:
     progress: bool = True
     #: Gradient guidance at sampling time (see the module docstring); called once per batch with its Cond.
     guide_factory: GuideFactory | None = None
+    #: Class paths outside the project's registry that the checkpoint may name (the user's own network, say).
+    trusted_classes: tuple[str, ...] = ()
     extra_sampler_options: dict = field(default_factory=dict)
 
 
@@ -337,16 +337,6 @@ class ColorizeResult:
     device: str
     steps: int
     sampler: str
-
-
-def read_datamodule_hparams(path: Path) -> dict:
-    """``datamodule_hyper_parameters`` of a Lightning checkpoint (memory-mapped: nothing large is read), or {}."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # load_colorizer has already read this file; an odd layout just means "not recorded"
-        return {}
-    hp = ckpt.get("datamodule_hyper_parameters") if isinstance(ckpt, dict) else None
-    return dict(hp) if isinstance(hp, dict) else {}
 
 
 def resolve_size(size: int | None, datamodule_hp: dict, checkpoint: Path, factor: int) -> tuple[int, str]:
@@ -427,12 +417,13 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     check_readable(jobs)
     device = resolve_device(options.device)
 
-    from models.colorizer import load_colorizer  # noqa: PLC0415 - Lightning is slow to import; errors come first
+    from models.checkpoint import build_model, read_checkpoint  # noqa: PLC0415 - slow imports; errors come first
     from models.denoiser import Cond  # noqa: PLC0415
 
     checkpoint = Path(checkpoint)
-    model = load_colorizer(checkpoint)
-    datamodule_hp = read_datamodule_hparams(checkpoint)
+    ckpt = read_checkpoint(checkpoint, trusted=options.trusted_classes)
+    model = build_model(ckpt)
+    datamodule_hp = ckpt.datamodule_hparams
     factor = 2 ** (getattr(model.ema.net, "levels", 1) - 1)
     size, size_source = resolve_size(options.size, datamodule_hp, checkpoint, factor)
     sketch_params = checkpoint_xdog(datamodule_hp)

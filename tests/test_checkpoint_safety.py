@@ -1,0 +1,115 @@
+"""A checkpoint is data: crafted files that name classes outside the registry are refused in one line, before
+anything is imported or run, by every entry point that reads a checkpoint."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import NETWORKS, SCHEDULES, load_colorizer, read_checkpoint
+from utils.cli import run_cli
+from utils.errors import UserError
+
+pytest_plugins = ["conftest_ckpt"]
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN, FINETUNE = "models.colorizer.DiffusionColorizer", "models.refiner.TrajectoryRefiner"
+
+
+def crafted(tiny_model, tmp_path: Path, where: str, marker: Path) -> Path:
+    """The tiny checkpoint with one class name replaced by a command that would create ``marker``."""
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    evil = {"class_path": "subprocess.Popen", "init_args": {"args": ["sh", "-c", f"touch {marker}"]}}
+    if where == "model_class":
+        ckpt["model_class"] = "os.system"
+    else:
+        ckpt["hyper_parameters"][where] = evil
+    path = tmp_path / f"crafted_{where}.ckpt"
+    torch.save(ckpt, path)  # plain dicts, lists and strings: the weights-only unpickler accepts it
+    return path
+
+
+def assert_one_line(stderr: str, marker: Path) -> None:
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert lines and lines[-1].startswith("error:") and "refused" in lines[-1], stderr[-2000:]
+    assert not marker.exists()
+
+
+def test_colorize_process_refuses_a_crafted_checkpoint(tiny_model, tmp_path, python_subprocess):
+    marker, face = tmp_path / "pwned", sorted(tiny_model.faces.glob("*.png"))[0]
+    path = crafted(tiny_model, tmp_path, "net", marker)
+    result = python_subprocess(ROOT / "colorize.py", "--checkpoint", path, "--sketch", face, "--reference", face,
+                               "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert_one_line(result.stderr, marker)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["net", "schedule", "model_class"])
+def test_every_entry_point_refuses_a_crafted_checkpoint(tiny_model, tmp_path, capsys, one_thread, where):
+    import colorize
+
+    marker, face = tmp_path / "pwned", sorted(tiny_model.faces.glob("*.png"))[0]
+    path = crafted(tiny_model, tmp_path, where, marker)
+    common = ["--config", str(ROOT / "tests" / "tiny.yaml"), "--data.root", str(tiny_model.faces),
+              "--trainer.default_root_dir", str(tmp_path / "run")]
+    runs = {
+        "colorize.py": lambda: colorize.main(["--checkpoint", str(path), "--sketch", str(face), "--reference",
+                                              str(face), "--out", str(tmp_path / "out")]),
+        "pretrain.py test": lambda: run_cli(PRETRAIN, ["test", *common, "--ckpt_path", str(path)]),
+        "pretrain.py fit --ckpt_path": lambda: run_cli(PRETRAIN, ["fit", *common, "--ckpt_path", str(path)]),
+        "finetune.py fit": lambda: run_cli(FINETUNE, ["fit", *common, "--model.init_checkpoint", str(path)]),
+    }
+    for name, run in runs.items():
+        with pytest.raises(SystemExit) as exit_info:
+            run()
+        assert exit_info.value.code == 2, name
+        assert_one_line(capsys.readouterr().err, marker)
+    assert not (tmp_path / "out").exists()
+
+
+def test_refusal_happens_before_import(tiny_model, tmp_path):
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["net"] = {"class_path": "no_such_package_xyz.Net", "init_args": {}}
+    torch.save(ckpt, tmp_path / "unknown.ckpt")
+    with pytest.raises(UserError, match="refused network 'no_such_package_xyz.Net'"):
+        read_checkpoint(tmp_path / "unknown.ckpt")  # an import would have raised ModuleNotFoundError instead
+
+
+def test_trusted_class_is_allowed_only_explicitly(tiny_model, tmp_path):
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["net"]["class_path"] = "custom_net.MyUNet"
+    path = tmp_path / "custom.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="refused network"):
+        load_colorizer(path)
+    model = load_colorizer(path, trusted=["custom_net.MyUNet"])
+    assert type(model.ema.net).__name__ == "MyUNet"
+
+
+def test_unknown_constructor_arguments_are_one_line(tiny_model, tmp_path):
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["schedule"]["init_args"]["evil"] = 1
+    torch.save(ckpt, tmp_path / "args.ckpt")
+    with pytest.raises(UserError, match="takes no argument.*'evil'"):
+        load_colorizer(tmp_path / "args.ckpt")
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["surprise"] = "x"
+    torch.save(ckpt, tmp_path / "hparams.ckpt")
+    with pytest.raises(UserError, match="'surprise'"):
+        load_colorizer(tmp_path / "hparams.ckpt")
+
+
+def test_lightning_load_from_checkpoint_is_the_safe_loader(tiny_model, tmp_path):
+    from models.colorizer import DiffusionColorizer
+
+    marker = tmp_path / "pwned"
+    with pytest.raises(UserError, match="refused"):
+        DiffusionColorizer.load_from_checkpoint(crafted(tiny_model, tmp_path, "net", marker))
+    assert not marker.exists()
+    assert isinstance(DiffusionColorizer.load_from_checkpoint(tiny_model.checkpoint), DiffusionColorizer)
+
+
+def test_registry_holds_the_project_classes_only():
+    assert set(NETWORKS) == {"models.unet.UNet"}
+    assert all(name.startswith("models.schedules.") for name in SCHEDULES)
