@@ -25,12 +25,12 @@ from utils.errors import UserError
 
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
+from .sampler import StreamSampler
 from .tps import TPSParams
 from .xdog import XDoGParams
 
 # SeedSequence words that separate the random streams derived from the one ``seed``.
 _SPLIT_STREAM = 101
-_LOADER_STREAM = 102
 
 
 class ColorizationDataModule(pl.LightningDataModule):
@@ -158,35 +158,35 @@ class ColorizationDataModule(pl.LightningDataModule):
             else:
                 self.test_set = self._eval_set(self.test_root if self.test_root is not None else self.val_root, "test")
 
-    def _rank(self) -> int:
-        return self.trainer.global_rank if self.trainer is not None else 0
-
-    def _loader(self, dataset, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def _loader(self, dataset, sampler=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-            generator=generator,
         )
+
+    def _consumed_batches(self) -> int:
+        """Batches this rank has trained on so far (restored from a checkpoint on resume)."""
+        trainer = self.trainer
+        return 0 if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             self.setup("fit")
-        rank = self._rank()
-        self.train_set.rank = rank
-        # The generator orders the batches and seeds the workers (DataLoader draws their base seed from it).
-        loader_seed = int(np.random.SeedSequence([self.seed, rank, _LOADER_STREAM]).generate_state(1)[0])
-        return self._loader(self.train_set, shuffle=True, generator=torch.Generator().manual_seed(loader_seed))
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = StreamSampler(len(self.train_set), self.batch_size, self.seed, self._consumed_batches, rank, world)
+        return self._loader(self.train_set, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
             self.setup("validate")
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         if self.test_set is None:
             self.setup("test")
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)

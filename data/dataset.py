@@ -1,8 +1,8 @@
 """Datasets of (target, sketch, reference) triplets made from folders of colour images.
 
 - :class:`TrainDataset`: each item draws a fresh XDoG sigma and a fresh TPS warp (or reads a precomputed sketch).
-  Its random stream is seeded per process: from (seed, rank) when loading in the main process, from the worker seed
-  that ``torch.utils.data.DataLoader`` derives from its generator otherwise, so a run is reproducible.
+  Its draws come from the seed of its position in the training stream (:mod:`data.sampler`), so they do not depend
+  on the process or worker that loads it, and the item carries that seed for the model's own draws.
 - :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same- and cross-reference), bit-identical
   across runs; :func:`eval_arrays` is the same item as uint8 arrays, which ``data.prepare`` writes to disk.
 
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from utils.images import ImageReadError, to_tensor
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
 from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
+from .sampler import sample_seed
 from .tps import TPSParams
 from .xdog import XDoGParams
 
@@ -45,25 +46,14 @@ class Pipeline:
 class TrainDataset(Dataset):
     """Training triplets with fresh random augmentation on every access."""
 
-    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0, rank: int = 0) -> None:
+    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0) -> None:
         self.entries = entries
         self.pipeline = pipeline
         self.seed = seed
-        self.rank = rank
         self._bad: set[int] = set()
-        self._rng_key: tuple[int, int] | None = None
-        self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def rng(self) -> np.random.Generator:
-        """This process's random stream (re-created in a new DataLoader worker or when the rank changes)."""
-        info = get_worker_info()
-        key = (self.seed if info is None else info.seed, self.rank)
-        if self._rng is None or self._rng_key != key:
-            self._rng_key, self._rng = key, np.random.default_rng(list(key))
-        return self._rng
 
     def _load(self, index: int) -> tuple[ImageEntry, np.ndarray, np.ndarray | None]:
         """Image (and precomputed sketch) at ``index``, or of the next readable entry: a file that fails to decode
@@ -80,8 +70,12 @@ class TrainDataset(Dataset):
                 warn(f"{err} (skipped; {len(self._bad)} unreadable training file(s) so far)")
         raise ImageReadError(f"none of the {len(self.entries)} training images could be decoded")
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        rng = self.rng()
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor | str | int]:
+        """``item``: an image index, or (image index, stream position) from :class:`~data.sampler.StreamSampler`
+        (a plain index is its own position)."""
+        index, position = item if isinstance(item, tuple) else (item, item)
+        seed = sample_seed(self.seed, position)
+        rng = np.random.default_rng(seed)
         entry, target, sketch = self._load(index)
         if sketch is None:
             sketch = self.pipeline.xdog.apply(target, rng)
@@ -91,6 +85,7 @@ class TrainDataset(Dataset):
             "sketch": to_tensor(sketch),
             "reference": to_tensor(reference),
             "name": entry.name,
+            "seed": seed,
         }
 
 

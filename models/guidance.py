@@ -24,11 +24,14 @@ def null_like(t: torch.Tensor) -> torch.Tensor:
     return torch.full_like(t, NULL_VALUE)
 
 
-def drop_conditions(cond: Cond, p_sketch: float, p_reference: float, generator: torch.Generator | None = None) -> Cond:
+def drop_conditions(cond: Cond, p_sketch: float, p_reference: float, generator: torch.Generator | None = None,
+                    uniform: torch.Tensor | None = None) -> Cond:
     """Replace each sample's sketch / reference by the null image with probabilities p_sketch / p_reference,
-    independently (training side of classifier-free guidance)."""
+    independently (training side of classifier-free guidance). ``uniform`` (2, B) gives the U(0, 1) draws of the
+    two decisions per sample; otherwise they are drawn from ``generator``."""
     b = cond.sketch.shape[0]
-    draw = torch.rand(2, b, generator=generator, device="cpu").to(cond.sketch.device)
+    draw = uniform if uniform is not None else torch.rand(2, b, generator=generator, device="cpu")
+    draw = draw.to(cond.sketch.device)
     keep_s = (draw[0] >= p_sketch).view(b, 1, 1, 1)
     keep_r = (draw[1] >= p_reference).view(b, 1, 1, 1)
     return Cond(torch.where(keep_s, cond.sketch, NULL_VALUE), torch.where(keep_r, cond.reference, NULL_VALUE))

@@ -46,8 +46,9 @@ def test_batches_follow_the_contract(faces):
     dm = make(faces)
     dm.setup("fit")
     train = first_batch(dm.train_dataloader())
-    assert set(train) == {"target", "sketch", "reference", "name"}
+    assert set(train) == {"target", "sketch", "reference", "name", "seed"}
     check_images(train, ("target", "sketch", "reference"), 4, 32)
+    assert train["seed"].dtype == torch.int64 and len(set(train["seed"].tolist())) == 4  # one draw seed a sample
     assert isinstance(train["name"], list) and all(isinstance(n, str) for n in train["name"])
     val = first_batch(dm.val_dataloader())
     assert set(val) == {"target", "sketch", "reference", "reference_cross", "name"}
@@ -94,12 +95,13 @@ def test_training_stream_is_reproducible_and_fresh(faces):
         assert torch.equal(a[0][key], b[0][key]) and torch.equal(a[1][key], b[1][key])
     assert a[0]["name"] == b[0]["name"]
     assert not torch.equal(a[0]["reference"], c[0]["reference"])
-    # the same image drawn twice gets a new warp
+    # the same image at another place of the stream gets a new warp; at the same place, the same one
     dm = make(faces)
     dm.setup("fit")
-    first, again = dm.train_set[0], dm.train_set[0]
-    assert torch.equal(first["target"], again["target"])
-    assert not torch.equal(first["reference"], again["reference"])
+    first, again, later = dm.train_set[(0, 3)], dm.train_set[(0, 3)], dm.train_set[(0, 11)]
+    assert torch.equal(first["target"], later["target"]) and first["seed"] != later["seed"]
+    assert torch.equal(first["reference"], again["reference"])
+    assert not torch.equal(first["reference"], later["reference"])
 
 
 def test_worker_processes_are_reproducible(faces):
