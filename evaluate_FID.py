@@ -15,7 +15,7 @@ import torch
 
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
-from utils.images import list_images
+from utils.images import image_size, list_images
 from utils.report import FID_SCRIPT, format_number, text_table, write_json
 from utils.weights import (
     INCEPTION_FEATURE_DIMS,
@@ -82,6 +82,8 @@ def _check(args: argparse.Namespace, real: list[Path], fake: list[Path]) -> None
     for folder, files in ((args.real, real), (args.fake, fake)):
         if len(files) < 2:
             raise UserError(f"{folder} holds {len(files)} image; FID and KID need at least 2 images per folder")
+        for path in files:  # headers only: a bad file stops the run before any feature is computed
+            image_size(path)
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

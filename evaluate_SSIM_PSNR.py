@@ -5,6 +5,7 @@ Also assembles the paper's comparison table from result files (--markdown). Run 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
-from utils.pairs import count_size_mismatches, iter_pair_batches, match_pairs
+from utils.pairs import check_min_size, count_size_mismatches, iter_pair_batches, match_pairs
 from utils.report import PAIRS_SCRIPT, format_number, load_results, paper_table, text_table, write_json
 from utils.weights import LPIPS_TRUNKS, build_lpips
 
@@ -32,6 +33,10 @@ metrics (per image pair, on 8-bit RGB, data range 255; mean and population std o
            use_sample_covariance=False, data_range=255, channel_axis=2).
   MS-SSIM  torchmetrics' 5-scale MS-SSIM, same window. Only defined for images of at least 176 px per side (the
            window must fit the coarsest scale); smaller images are reported as n/a with the reason, never resized.
+  flat-region noise  speckle: mean |Laplacian| (8-bit units, 4-neighbour kernel, mean over RGB) of the generated
+           image inside the flat regions of the real one (pixels whose 5x5 neighbourhood has |Laplacian| <= 4 in the
+           real image), printed next to the real image's own value; Gaussian noise of std s on a flat image gives
+           3.57 s. Images without flat regions are left out of its mean (n says how many count).
   LPIPS    (--lpips) LPIPS v0.1 on [-1, 1] images; the trunk's ImageNet weights are read from
            $TORCH_HOME/hub/checkpoints (vgg16-397923af.pth, alexnet-owt-7be5be79.pth) or --lpips-weights.
 
@@ -77,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     pairs = match_pairs(args.real, args.fake)
     resized = count_size_mismatches(pairs, args.resize)
+    check_min_size(pairs, metrics.SSIM_MIN_SIDE, f"SSIM's {metrics.SSIM_MIN_SIDE}-px window needs")
     lpips_net, lpips_name = None, None
     if args.lpips or args.lpips_weights or args.test_random_lpips:
         lpips_name = "random-init (test only)" if args.test_random_lpips else args.lpips_net
@@ -88,6 +94,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         for names, real, fake in iter_pair_batches(pairs, args.batch_size):
             real, fake = real.to(args.device), fake.to(args.device)
             values = {"psnr": metrics.psnr(real, fake), "ssim": metrics.ssim(real, fake)}
+            values["flat_noise"], values["flat_noise_real"] = metrics.flat_noise(real, fake)
             reason = metrics.ms_ssim_unavailable(*real.shape[-2:])
             if reason is None:
                 values["ms_ssim"] = metrics.ms_ssim(real, fake)
@@ -99,6 +106,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 per_image[name] = {key: float(value[i]) for key, value in values.items()}
             progress.update(len(names))
     summary = {key: metrics.summarize([v[key] for v in per_image.values() if key in v]) for key in ("psnr", "ssim")}
+    for key in ("flat_noise", "flat_noise_real"):  # images without flat regions (NaN) do not count
+        summary[key] = metrics.summarize([v[key] for v in per_image.values() if math.isfinite(v[key])])
     if unavailable:
         summary["ms_ssim"] = {"mean": None, "std": None, "n": 0, "unavailable": "; ".join(sorted(unavailable))}
     else:
@@ -120,7 +129,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     print(f"real: {result['real']}  fake: {result['fake']}  ({result['num_pairs']} pairs", end="")
     print(f", {result['resized']} resized)" if result["resized"] else ")")
-    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": f"LPIPS {result['lpips']}"}
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": f"LPIPS {result['lpips']}",
+              "flat_noise": "flat-region noise", "flat_noise_real": "  (of the real images)"}
     rows = [["metric", "mean", "std"]]
     for key, entry in result["metrics"].items():
         if entry.get("unavailable"):

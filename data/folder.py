@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from utils.errors import UserError
-from utils.images import ImageReadError, image_names, list_images, load_gray, load_rgb, resize_center_crop
+from utils.images import ImageReadError, image_names, image_size, list_images, load_gray, load_rgb, resize_center_crop
 
 #: How many names an error message lists before saying "and N more".
 SHOWN_NAMES = 5
@@ -65,12 +64,9 @@ def _problem(path: Path, decode: bool) -> str | None:
             return str(err)
         return None
     try:
-        if path.stat().st_size == 0:
-            return f"{path}: empty file (0 bytes); delete or replace the file"
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - opening parses the header
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        return f"{path}: not a readable image ({err}); delete or replace the file"
+        image_size(path)
+    except ImageReadError as err:
+        return str(err)
     return None
 
 

@@ -2,7 +2,7 @@
 
     python -m utils.demo_report --outputs outputs/demo/test --out outputs/demo
 
-Writes ``metrics.json`` = {"model": {"same": {psnr, ssim}, "cross": {...}},
+Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target}, "cross": {...}},
 "baselines": {"reference": {...}, "gray_sketch": {...}}} and ``grid.png`` (rows: sketch | reference | output |
 target, same-reference then cross-reference). The baselines are the input (warped) reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
@@ -25,12 +25,17 @@ FOLDERS = ("gt", "sketch", "same", "cross", "reference_same", "reference_cross")
 
 
 def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
-    """Mean PSNR and SSIM of the images of ``fake_dir`` against their namesakes in ``real_dir``."""
-    psnr, ssim = [], []
+    """Mean PSNR, SSIM and flat-region noise (:func:`utils.metrics.flat_noise`, with the target's own figure) of the
+    images of ``fake_dir`` against their namesakes in ``real_dir``."""
+    scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "flat_noise": [], "flat_noise_target": []}
     for _, real, fake in iter_pair_batches(match_pairs(real_dir, fake_dir), batch_size=64):
-        psnr += metrics.psnr(real, fake).tolist()
-        ssim += metrics.ssim(real, fake).tolist()
-    return {"psnr": metrics.summarize(psnr)["mean"], "ssim": metrics.summarize(ssim)["mean"]}
+        scores["psnr"] += metrics.psnr(real, fake).tolist()
+        scores["ssim"] += metrics.ssim(real, fake).tolist()
+        noise, own = metrics.flat_noise(real, fake)
+        keep = torch.isfinite(noise)
+        scores["flat_noise"] += noise[keep].tolist()
+        scores["flat_noise_target"] += own[keep].tolist()
+    return {key: metrics.summarize(values)["mean"] for key, values in scores.items()}
 
 
 def report(outputs: Path) -> dict:
@@ -74,9 +79,14 @@ def main(argv: list[str] | None = None) -> None:
             ("reference baseline", result["baselines"]["reference"]["same"],
              result["baselines"]["reference"]["cross"]),
             ("gray-sketch baseline", result["baselines"]["gray_sketch"], result["baselines"]["gray_sketch"])]
-    print(f"{'':22s} {'PSNR same':>10s} {'PSNR cross':>10s} {'SSIM same':>10s} {'SSIM cross':>10s}")
+    print(f"{'':22s} {'PSNR same':>10s} {'PSNR cross':>10s} {'SSIM same':>10s} {'SSIM cross':>10s} "
+          f"{'noise same':>10s} {'noise cross':>11s}")
     for name, same, cross in rows:
-        print(f"{name:22s} {same['psnr']:10.2f} {cross['psnr']:10.2f} {same['ssim']:10.4f} {cross['ssim']:10.4f}")
+        print(f"{name:22s} {same['psnr']:10.2f} {cross['psnr']:10.2f} {same['ssim']:10.4f} {cross['ssim']:10.4f} "
+              f"{same['flat_noise']:10.1f} {cross['flat_noise']:11.1f}")
+    target = result["model"]["same"]["flat_noise_target"]
+    print(f"flat-region noise: mean |Laplacian| in the target's flat regions (8-bit units); the target's own: "
+          f"{target:.1f}")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'grid.png'}")
 
 

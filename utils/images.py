@@ -48,6 +48,30 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
+#: What Pillow raises for a file it cannot decode (a decompression bomb is an image too large to decode safely).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _unreadable(path: Path, err: Exception) -> ImageReadError:
+    if isinstance(err, Image.DecompressionBombError):
+        return ImageReadError(f"{path}: image too large to decode ({err}); downscale it first")
+    return ImageReadError(f"{path}: not a readable image ({err}); delete or replace the file")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels; :class:`ImageReadError` otherwise."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes); delete or replace the file")
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except _DECODE_ERRORS as err:
+        raise _unreadable(path, err) from None
+
+
 def _open(path: str | Path) -> Image.Image:
     path = Path(path)
     try:
@@ -55,8 +79,8 @@ def _open(path: str | Path) -> Image.Image:
         img.load()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise ImageReadError(f"{path}: not a readable image ({err}); delete or replace the file") from None
+    except _DECODE_ERRORS as err:
+        raise _unreadable(path, err) from None
     return _to_8bit(img)
 
 

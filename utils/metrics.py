@@ -32,6 +32,7 @@ from .images import load_rgb
 DATA_RANGE = 255.0
 SSIM_SIGMA = 1.5
 SSIM_BORDER = 5  # half of the 11-px Gaussian window torchmetrics uses for sigma 1.5: int(3.5 * 1.5 + 0.5)
+SSIM_MIN_SIDE = 2 * SSIM_BORDER + 1  # smaller images leave no pixel whose window fits inside
 MS_SSIM_SCALES = 5
 MS_SSIM_WINDOW = 11
 FID_UNBIASED_MIN = 2048  # fewer samples than feature dimensions: singular covariance, FID biased upward
@@ -84,6 +85,43 @@ def ms_ssim(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     ).double()
 
 
+#: Flat-region noise figure (:func:`flat_noise`): a target pixel is flat when the mean absolute Laplacian of the
+#: target stays at or below FLAT_LEVEL (8-bit units) over the FLAT_WINDOW x FLAT_WINDOW window around it.
+FLAT_LEVEL = 4.0
+FLAT_WINDOW = 5
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def _abs_laplacian(images: torch.Tensor) -> torch.Tensor:
+    """Mean over the channels of |4-neighbour Laplacian|, (B, 3, H, W) uint8 -> (B, H-2, W-2) in 8-bit units."""
+    x = images.float()
+    b, c, h, w = x.shape
+    lap = torch.nn.functional.conv2d(x.reshape(b * c, 1, h, w), _LAPLACIAN.view(1, 1, 3, 3))
+    return lap.abs().reshape(b, c, h - 2, w - 2).mean(1)
+
+
+def flat_noise(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The speckle figure: mean |Laplacian| (8-bit units, averaged over RGB) of ``fake`` and of ``real`` inside the
+    flat regions of ``real``; two tensors of shape (B,), NaN for an image without flat pixels.
+
+    A flat region is where the target itself has no structure (see FLAT_LEVEL), so any Laplacian energy of the
+    output there is noise or invented texture. On a flat target, i.i.d. Gaussian noise of standard deviation s gives
+    sqrt(2 / pi) * sqrt(20) * s = 3.57 s (the Laplacian of the noise has variance (4 + 16) s^2).
+    """
+    lap_real, lap_fake = _abs_laplacian(real), _abs_laplacian(fake)
+    pad = FLAT_WINDOW // 2
+    local = torch.nn.functional.max_pool2d(lap_real[:, None], FLAT_WINDOW, stride=1, padding=pad)[:, 0]
+    flat = (local <= FLAT_LEVEL).double()
+    count = flat.flatten(1).sum(1)
+    nan = torch.full_like(count, math.nan)
+
+    def masked_mean(lap: torch.Tensor) -> torch.Tensor:
+        total = (lap.double() * flat).flatten(1).sum(1)
+        return torch.where(count > 0, total / count.clamp(min=1), nan)
+
+    return masked_mean(lap_fake), masked_mean(lap_real)
+
+
 def lpips_distance(real: torch.Tensor, fake: torch.Tensor, lpips_net: nn.Module) -> torch.Tensor:
     """LPIPS per image pair, shape (B,), with a network from ``utils.weights.build_lpips`` (input in [-1, 1])."""
     with torch.no_grad():
@@ -91,8 +129,11 @@ def lpips_distance(real: torch.Tensor, fake: torch.Tensor, lpips_net: nn.Module)
 
 
 def summarize(values: list[float]) -> dict[str, float | int | None]:
-    """Mean and population standard deviation (ddof 0) over images; std is None when the mean is infinite."""
+    """Mean and population standard deviation (ddof 0) over images; std is None when the mean is infinite, both are
+    None for no values."""
     arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return {"mean": None, "std": None, "n": 0}
     mean = float(arr.mean())
     return {"mean": mean, "std": float(arr.std()) if math.isfinite(mean) else None, "n": int(arr.size)}
 

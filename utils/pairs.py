@@ -13,10 +13,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import UserError
-from .images import ImageReadError, image_names, list_images, load_rgb
+from .images import image_names, image_size, list_images, load_rgb
 
 MAX_LISTED = 10  # names shown in an error message before "... and N more"
 
@@ -63,20 +63,11 @@ def match_pairs(real_dir: str | Path, fake_dir: str | Path) -> list[Pair]:
     return [Pair(name, real[name], fake[name]) for name in sorted(real)]
 
 
-def _size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageReadError(f"{path}: not a readable image ({err}); delete or replace the file") from None
-
-
 def count_size_mismatches(pairs: list[Pair], resize: bool) -> int:
     """Number of pairs whose images differ in size; an error listing them unless ``resize`` allows it."""
     mismatched = []
     for pair in pairs:
-        real_size, fake_size = _size(pair.real), _size(pair.fake)
+        real_size, fake_size = image_size(pair.real), image_size(pair.fake)
         if real_size != fake_size:
             mismatched.append(f"{pair.name} (real {real_size[0]}x{real_size[1]}, fake {fake_size[0]}x{fake_size[1]})")
     if mismatched and not resize:
@@ -85,6 +76,18 @@ def count_size_mismatches(pairs: list[Pair], resize: bool) -> int:
             "pass --resize to resize generated images to the real image size (bicubic)"
         )
     return len(mismatched)
+
+
+def check_min_size(pairs: list[Pair], min_side: int, why: str) -> None:
+    """An error listing the real images smaller than ``min_side`` px on a side (``why`` says what needs it)."""
+    small = []
+    for pair in pairs:
+        width, height = image_size(pair.real)
+        if min(width, height) < min_side:
+            small.append(f"{pair.name} ({width}x{height})")
+    if small:
+        raise UserError(f"{len(small)} image(s) are smaller than {min_side} px on a side, which {why}: "
+                        f"{_listing(small)}; evaluate larger images (upscale both folders alike if you must)")
 
 
 def _load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:
