@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("assets"), help="folder for the tables and figures")
     parser.add_argument("--sweep-c", type=float, nargs="+", default=list(SWEEP_CS), metavar="C",
                         help="values of c for phi_c_sweep.png (sigma/(sigma+c))")
+    parser.add_argument("--write-config", type=Path, metavar="FILE",
+                        help="also write the best sigma/(sigma+c) as a config overlay for pretrain.py (--config "
+                        "configs/pretrain.yaml --config FILE); an existing file is not replaced")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; one is fastest on a busy machine (the SSIM kernels are small)")
     parser.add_argument("--no-compile", action="store_true",
@@ -66,6 +69,23 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"every --sweep-c value must be positive, got {min(args.sweep_c):g}")
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.write_config is not None and args.write_config.exists():
+        raise UserError(f"--write-config {args.write_config} exists already; remove it or choose another file")
+
+
+def config_overlay(best_c: float, mean_r2: float, args: argparse.Namespace, num_images: int) -> str:
+    """A LightningCLI overlay that trains with the data's own phi* = sigma / (sigma + best_c)."""
+    return (
+        f"# phi* for {args.images}: sigma/(sigma+{best_c:g}) had the most linear SSIM decay (mean R^2 {mean_r2:.4f})\n"
+        f"# among sigma/(sigma+c), c in {', '.join(f'{c:g}' for c in args.sweep_c)} ({num_images} images, "
+        f"{args.size} px, {args.steps} steps, seed {args.seed}; written by optimal_phi.py).\n"
+        "# Use after the main config: python pretrain.py fit --config configs/pretrain.yaml --config THIS_FILE ...\n"
+        "model:\n"
+        "  schedule:\n"
+        "    class_path: models.schedules.PhiSchedule\n"
+        f"    init_args: {{phi: \"sigma/(sigma+{best_c:g})\", sigma_min: {args.sigma_min:g}, "
+        f"sigma_max: {args.sigma_max:g}}}\n"
+    )
 
 
 def save_figures(result, paths, images, noises, out: Path) -> list[Path]:
@@ -121,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best c of sigma/(sigma+c) over {', '.join(f'{c:g}' for c in args.sweep_c)}: {best_c:g} "
           f"(mean R^2 {best.mean:.4f})")
     print("SSIM vs step, mean R^2: " + json.dumps({k: round(s.mean, 4) for k, s in result.schedule_scores.items()}))
+    if args.write_config is not None:
+        args.write_config.parent.mkdir(parents=True, exist_ok=True)
+        args.write_config.write_text(config_overlay(best_c, best.mean, args, len(paths)))
+        print(f"wrote the config overlay {args.write_config}: schedule sigma/(sigma+{best_c:g})")
     print(f"wrote {len(written)} files to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from data.dataset import Pipeline, TrainDataset  # noqa: E402
 from data.folder import load_square, scan_folder  # noqa: E402
 from data.tps import TPSParams  # noqa: E402
-from data.xdog import XDoGParams  # noqa: E402
+from utils.xdog import XDoGParams  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "anime_faces_128" / "train"

@@ -22,12 +22,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.errors import UserError
+from utils.xdog import XDoGParams
 
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
 from .sampler import StreamSampler
 from .tps import TPSParams
-from .xdog import XDoGParams
 
 # SeedSequence words that separate the random streams derived from the one ``seed``.
 _SPLIT_STREAM = 101
@@ -52,6 +52,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         xdog_p: XDoG sharpening strength.
         xdog_epsilon: XDoG threshold on the sharpened luminance in [0, 1].
         xdog_phi: steepness of the XDoG tanh ramp.
+        xdog_contrast: "stretch" (default: the luminance's 1st..99th percentiles stretched to [0, 1] before the
+            threshold, so pale art keeps its lines) or "none" (the paper's XDoG).
         tps_grid: control points per side of the TPS warp of the reference.
         tps_shift: largest control-point offset, as a fraction of the image side.
         tps_rotation: largest rotation of the reference in degrees (0 disables it).
@@ -74,6 +76,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         xdog_p: float = 10.0,
         xdog_epsilon: float = 0.01,
         xdog_phi: float = 1e9,
+        xdog_contrast: str = "stretch",
         tps_grid: int = 5,
         tps_shift: float = 0.05,
         tps_rotation: float = 10.0,
@@ -87,7 +90,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         if limit_train is not None and limit_train < 1:
             raise UserError(f"limit_train must be a positive number of images or None, got {limit_train}")
         try:
-            self.xdog = XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, xdog_phi)
+            self.xdog = XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, xdog_phi, xdog_contrast)
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
         except ValueError as err:
             raise UserError(str(err)) from None

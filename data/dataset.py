@@ -19,12 +19,12 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.images import ImageReadError, to_tensor
+from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
 from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
 from .sampler import sample_seed
 from .tps import TPSParams
-from .xdog import XDoGParams
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import hashlib
 import numpy as np
 
 from utils.errors import UserError
+from utils.xdog import XDoGParams
 
 from .tps import TPSParams
-from .xdog import XDoGParams
 
 # Independent random streams drawn from one image seed (numpy SeedSequence entropy words).
 _SKETCH_STREAM = 1

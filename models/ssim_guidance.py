@@ -5,7 +5,7 @@
 where x0_hat(x) = D(x; sigma, cond) is the denoiser's current prediction. Two targets:
 
 - ``"sketch"`` (the default, and the only one usable at deployment): the input sketch, with g = the project's
-  differentiable XDoG (:func:`data.xdog.xdog_torch`, soft ramp phi = 20 so gradients flow). It asks the lines of the
+  differentiable XDoG (:func:`utils.xdog.xdog_torch`, soft ramp phi = 20 so gradients flow). It asks the lines of the
   prediction to coincide with the lines the user drew.
 - ``"gt"``: the ground-truth colour image with g = identity. This is an oracle for analysis only: it needs the
   ground truth (refused without it) and every output made with it must be marked "oracle" (see
@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from data.xdog import xdog_torch
+from utils.xdog import xdog_torch
 from utils.errors import UserError
 from utils.ssim import ssim
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import colorize
-from data.xdog import XDoGParams, xdog
+from utils.xdog import XDoGParams, xdog
 from utils.images import list_images, load_rgb
 from utils.errors import UserError
 from utils.inference import (Letterbox, check_outputs, looks_like_sketch, plan_jobs, prepare_sketch,

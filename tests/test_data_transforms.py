@@ -8,7 +8,7 @@ import torch
 from data.synthetic import main as synthetic_main
 from data.synthetic import render_face
 from data.tps import TPSParams, control_grid, eval_tps, fit_tps, random_tps_warp
-from data.xdog import XDoGParams, xdog, xdog_torch
+from utils.xdog import XDoGParams, xdog, xdog_torch
 from utils.images import list_images, load_rgb, to_tensor
 
 # -- XDoG ---------------------------------------------------------------------------------------------------------
@@ -157,3 +157,15 @@ def test_synthetic_cli_writes_reproducible_pngs(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     synthetic_main(["--out", str(tmp_path / "a"), "--count", "2", "--size", "32", "--overwrite"])
     assert len(list((tmp_path / "a").iterdir())) == 2
+
+
+def test_contrast_stretch_keeps_the_lines_of_pale_art():
+    face = render_face(3, 64)
+    pale = (255 - (255 - face.astype(np.float32)) * 0.3).round().astype(np.uint8)  # 30 % of the contrast
+    paper, ours = XDoGParams(contrast="none"), XDoGParams()
+    ink = {name: (p.extract(img, 0.4) < 128).mean() for name, p, img in
+           [("full", paper, face), ("pale_paper", paper, pale), ("pale_ours", ours, pale)]}
+    assert ink["pale_paper"] < 0.2 * ink["full"]  # the paper's fixed threshold loses most lines
+    assert abs(ink["pale_ours"] / ink["full"] - 1) < 0.35  # the stretch brings them back
+    with pytest.raises(ValueError, match="contrast"):
+        XDoGParams(contrast="auto")

@@ -1,6 +1,10 @@
 """The phi* search (utils/phi_search.py) and its command line (optimal_phi.py)."""
 import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +227,20 @@ def test_real_faces_favour_the_ssimbad_family_over_raw_sigma(shared_faces, tmp_p
     assert _tiny_run(shared_faces / "test", tmp_path, "--num-images", "2", "--size", "32", "--steps", "12") == 0
     scores = {row["phi"]: row["mean_r2"] for row in json.loads((tmp_path / "phi_ranking.json").read_text())["ranking"]}
     assert scores["sigma/(sigma+0.3)"] > scores["log(sigma)"] > scores["sigma"]
+
+
+def test_write_config_is_an_overlay_that_pretrain_reads(tmp_path, capsys):
+    images = _write_faces(tmp_path / "imgs", 4)
+    overlay = tmp_path / "phi.yaml"
+    _tiny_run(images, tmp_path / "out", "--write-config", str(overlay))
+    best = re.search(r"sigma/\(sigma\+([0-9.]+)\)", overlay.read_text()).group(1)
+    assert f"best c of sigma/(sigma+c) over 0.1, 0.3, 1: {best}" in capsys.readouterr().out
+    root = Path(optimal_phi.__file__).resolve().parent
+    result = subprocess.run([sys.executable, str(root / "pretrain.py"), "fit", "--config", "configs/cpu64.yaml",
+                             "--config", str(overlay), "--data.root", "somewhere", "--print_config"],
+                            cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"phi: sigma/(sigma+{best})" in result.stdout
+    with pytest.raises(SystemExit):  # an existing file is never replaced
+        _tiny_run(images, tmp_path / "out2", "--write-config", str(overlay))
+    assert "exists already" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import pytest
 import torch
 
-from data.xdog import xdog_torch
+from utils.xdog import xdog_torch
 from models.colorizer import DiffusionColorizer
 from models.denoiser import Cond
 from models.ssim_guidance import is_oracle, ssim_guide

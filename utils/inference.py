@@ -45,7 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from data.folder import ImageEntry, pair_by_name, scan_folder
-from data.xdog import XDoGParams, xdog
+from utils.xdog import XDoGParams
 from utils.errors import UserError
 from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, resize_center_crop, to_tensor
 
@@ -61,7 +61,7 @@ MIN_WHITE = 0.5  # mostly white: at least this fraction of white pixels
 MAX_MIDTONE = 0.15  # line art: at most this fraction of mid-grey pixels...
 MAX_MIDTONE_DENSE = 0.05  # ...and at most this one when less than MIN_WHITE of the pixels are white
 SKETCH_TYPES = ("auto", "sketch", "image")
-INFERENCE_SAMPLERS = ("heun", "euler")
+INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m")
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
 GuideFactory = Callable[["Cond"], Guide | None]  # noqa: F821 - models.denoiser.Cond, imported lazily
@@ -252,7 +252,7 @@ def prepare_sketch(path: Path, size: int, xdog_params: XDoGParams, sketch_type: 
     if convert:
         sigma = float(np.median(xdog_params.sigmas))
         image = box.forward(rgb, border="replicate")
-        sketch = xdog(image, sigma, xdog_params.k, xdog_params.p, xdog_params.epsilon, xdog_params.phi)
+        sketch = xdog_params.extract(image, sigma)
     else:
         gray = np.array(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
         sketch = box.forward(gray, border="white")
@@ -362,6 +362,8 @@ def checkpoint_xdog(datamodule_hp: dict) -> XDoGParams:
             tuple(datamodule_hp.get("xdog_sigmas", defaults.sigmas)), float(datamodule_hp.get("xdog_k", defaults.k)),
             float(datamodule_hp.get("xdog_p", defaults.p)), float(datamodule_hp.get("xdog_epsilon", defaults.epsilon)),
             float(datamodule_hp.get("xdog_phi", defaults.phi)),
+            # checkpoints that do not record it were trained on the paper's XDoG
+            str(datamodule_hp.get("xdog_contrast", "none")),
         )
     except (TypeError, ValueError):
         return defaults

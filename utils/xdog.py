@@ -8,7 +8,13 @@ compendium", eqs. 5 and 7), computed on the luminance u in [0, 1] (ITU-R 601 lum
               1 + tanh(phi (S - epsilon))     otherwise              (soft threshold, eq. 7)
 
 With the paper's phi = 1e9 the ramp is a hard step: pixels whose sharpened luminance falls below epsilon become
-black lines, the rest stays white. :func:`xdog` is the NumPy/OpenCV version used to make training data (uint8 out);
+black lines, the rest stays white.
+
+The fixed threshold epsilon assumes a full-range luminance: on pale or low-contrast art (light hair on a light
+background, soft shading) the sharpened image hardly crosses it and the sketch keeps little more than the eyes. The
+default ``contrast="stretch"`` therefore maps the image's 1st..99th luminance percentiles to [STRETCH_FLOOR, 1]
+first (a per-image affine stretch; a full-range image barely changes, and the floor keeps dark regions above the
+threshold so that a stretched dark area does not turn into speckle); ``contrast="none"`` is the paper's XDoG. :func:`xdog` is the NumPy/OpenCV version used to make training data (uint8 out);
 :func:`xdog_torch` is the same operator on [-1, 1] tensor batches with a finite, differentiable ramp, used by
 SSIM-guided sampling to compare the sketch of a prediction with the input sketch. Both use the same truncated
 Gaussian kernels and replicated borders, so with a huge ``phi`` they agree.
@@ -30,6 +36,12 @@ LUMA = (0.299, 0.587, 0.114)
 #: Default ramp steepness of :func:`xdog_torch`: finite so gradients flow, steep enough that lines stay near black
 #: (on the shared real faces at sigma 0.5 the soft sketch differs from the hard one by 0.02 on average in [-1, 1]).
 SOFT_PHI = 20.0
+#: Luminance normalisation before XDoG: "stretch" (the default: 1st..99th percentile to [0, 1]) or "none" (paper).
+CONTRAST_MODES = ("none", "stretch")
+STRETCH_PERCENTILES = (1.0, 99.0)
+STRETCH_FLOOR = 0.1
+#: A luminance range below this (an almost uniform image) is left as it is rather than stretched.
+MIN_RANGE = 1 / 255
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,11 @@ class XDoGParams:
     p: float = 10.0
     epsilon: float = 0.01
     phi: float = 1e9
+    contrast: str = "stretch"
 
     def __post_init__(self) -> None:
+        if self.contrast not in CONTRAST_MODES:
+            raise ValueError(f"XDoG contrast must be one of {', '.join(CONTRAST_MODES)}, got {self.contrast!r}")
         if not self.sigmas or min(self.sigmas) <= 0:
             raise ValueError(f"XDoG sigmas must be a non-empty list of positive numbers, got {self.sigmas}")
         if self.k <= 0 or self.phi <= 0:
@@ -53,7 +68,11 @@ class XDoGParams:
 
     def apply(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The sketch of ``rgb`` with a blur sigma drawn from ``rng``."""
-        return xdog(rgb, self.sample_sigma(rng), self.k, self.p, self.epsilon, self.phi)
+        return self.extract(rgb, self.sample_sigma(rng))
+
+    def extract(self, rgb: np.ndarray, sigma: float) -> np.ndarray:
+        """The sketch of ``rgb`` with blur ``sigma`` and these parameters."""
+        return xdog(rgb, sigma, self.k, self.p, self.epsilon, self.phi, self.contrast)
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -72,16 +91,28 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b) / 255.0
 
 
+def stretch(u: np.ndarray) -> np.ndarray:
+    """Luminance with its 1st..99th percentiles mapped to [STRETCH_FLOOR, 1] (clipped); near-uniform images
+    unchanged."""
+    lo, hi = np.percentile(u, STRETCH_PERCENTILES)
+    if hi - lo < MIN_RANGE:
+        return u
+    return np.clip(STRETCH_FLOOR + (u - lo) * ((1 - STRETCH_FLOOR) / (hi - lo)), 0.0, 1.0).astype(np.float32)
+
+
 def _blur(u: np.ndarray, sigma: float) -> np.ndarray:
     g = gaussian_kernel(sigma)
     return cv2.sepFilter2D(u, cv2.CV_32F, g, g, borderType=cv2.BORDER_REPLICATE)
 
 
 def xdog(
-    rgb: np.ndarray, sigma: float = 0.5, k: float = 3.5, p: float = 10.0, epsilon: float = 0.01, phi: float = 1e9
+    rgb: np.ndarray, sigma: float = 0.5, k: float = 3.5, p: float = 10.0, epsilon: float = 0.01, phi: float = 1e9,
+    contrast: str = "stretch",
 ) -> np.ndarray:
     """Sketch of a uint8 RGB (H, W, 3) or gray (H, W) image: uint8 (H, W), dark lines on white (eqs. 5 and 7)."""
     u = luminance(rgb)
+    if contrast == "stretch":
+        u = stretch(u)
     sharpened = (1.0 + p) * _blur(u, sigma) - p * _blur(u, k * sigma)
     # 1 + tanh(phi * min(S - epsilon, 0)) is eq. 7 in one expression (the branch S >= epsilon gives tanh(0) = 0).
     ramp = 1.0 + np.tanh(np.float32(phi) * np.minimum(sharpened - np.float32(epsilon), np.float32(0.0)))
@@ -103,6 +134,7 @@ def xdog_torch(
     p: float = 10.0,
     epsilon: float = 0.01,
     phi: float = SOFT_PHI,
+    contrast: str = "stretch",
 ) -> torch.Tensor:
     """Differentiable XDoG of a [-1, 1] batch (B, 3, H, W) or (B, 1, H, W): a [-1, 1] sketch (B, 1, H, W).
 
@@ -115,6 +147,12 @@ def xdog_torch(
     if u.shape[1] == 3:
         w = torch.tensor(LUMA, dtype=u.dtype, device=u.device).view(1, 3, 1, 1)
         u = (u * w).sum(dim=1, keepdim=True)
+    if contrast == "stretch":  # as stretch(), per image (quantiles are differentiable almost everywhere)
+        q = torch.tensor(STRETCH_PERCENTILES, dtype=u.dtype, device=u.device) / 100
+        lo, hi = torch.quantile(u.flatten(1), q, dim=1).view(2, -1, 1, 1, 1)
+        wide = (hi - lo) >= MIN_RANGE
+        scaled = STRETCH_FLOOR + (u - lo) * ((1 - STRETCH_FLOOR) / (hi - lo).clamp(min=MIN_RANGE))
+        u = torch.where(wide, scaled.clamp(0, 1), u)
     sharpened = (1.0 + p) * _blur_torch(u, sigma) - p * _blur_torch(u, k * sigma)
     ramp = 1.0 + torch.tanh(phi * torch.clamp(sharpened - epsilon, max=0.0))
     return ramp * 2.0 - 1.0
