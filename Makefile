@@ -31,7 +31,7 @@ demo: $(DEMO_DATA)/train/.done
 	rm -rf $(DEMO)
 	$(PY) pretrain.py fit --config configs/cpu64.yaml --config configs/demo.yaml
 	$(PY) pretrain.py test --config configs/cpu64.yaml --config configs/demo.yaml --ckpt_path $(DEMO)/checkpoints/last.ckpt
-	$(PY) -m utils.demo_report --outputs $(DEMO)/test --out $(DEMO)
+	$(PY) -m apps.demo_report --outputs $(DEMO)/test --out $(DEMO)
 
 clean-demo:
 	rm -rf $(DEMO) $(DEMO_DATA)

@@ -2,18 +2,18 @@
 
     python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE|DIR --out DIR [--steps N]
 
-The logic lives in :mod:`utils.inference`; ``python colorize.py --help`` explains every option.
+The logic lives in :mod:`apps.colorize`; ``python colorize.py --help`` explains every option.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from models.ssim_guidance import DEFAULT_SCALE, check_scale, ssim_guide
-from utils.errors import UserError, exit_on_user_error
-from utils.inference import INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions, colorize, default_trajectory_dir
+from utils.cpu import use_all_cores
+from utils.errors import UserError, exit_on_user_error, listing
+from apps.colorize import INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions, colorize, default_trajectory_dir
 
 DESCRIPTION = """\
 Colorize line-art sketches with the colours of a reference image, using a checkpoint written by pretrain.py or
@@ -119,27 +119,18 @@ def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
     )
 
 
-def _cpu_threads() -> None:
-    """Every core for intra-op parallelism on CPU (PyTorch may default to fewer in containers)."""
-    import torch
-
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)
-
-
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.trajectory_dir is not None and not args.save_trajectory:
         raise UserError("--trajectory-dir needs --save-trajectory")
-    _cpu_threads()
+    use_all_cores()
     result = colorize(args.checkpoint, args.sketch, args.reference, args.out, options_from_args(args),
                       trajectory_dir=args.trajectory_dir)
     print(f"model: {args.checkpoint} (EMA weights), {result.sampler} sampler, {result.steps} steps, "
           f"{result.size}x{result.size} px ({result.size_source}), device {result.device}, seed {args.seed}")
     if result.converted:
-        shown = ", ".join(result.converted[:5]) + (f" and {len(result.converted) - 5} more"
-                                                    if len(result.converted) > 5 else "")
+        shown = listing(result.converted)
         print(f"note: {len(result.converted)} colour image(s) given as sketches were turned into sketches with XDoG "
               f"({shown})", file=sys.stderr)
     print(f"wrote {len(result.jobs)} image(s) to {args.out}")

@@ -9,11 +9,12 @@ The model is :class:`models.refiner.TrajectoryRefiner`; every option is listed b
 """
 import torch
 
-from utils.cli import run_cli
-from utils.heap import limit_heap_fragmentation
+from apps.cli import run_cli
+from models.refiner import TrajectoryRefiner
+from utils.cpu import limit_heap_fragmentation
 
 
 if __name__ == "__main__":
     if not torch.cuda.is_available():  # CUDA memory has its own caching allocator
         limit_heap_fragmentation()
-    run_cli("models.refiner.TrajectoryRefiner")
+    run_cli(TrajectoryRefiner)

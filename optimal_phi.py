@@ -2,7 +2,7 @@
 
 SSIMBaD picks phi*(sigma) = sigma / (sigma + 0.3) because, of the candidate transforms in models.phi.CANDIDATES,
 it gives the highest R^2 of SSIM(x0, clip(x0 + sigma n, -1, 1)) against phi(sigma) on a grid evenly spaced in phi
-(DESIGN.md, "optimal_phi"). This script reruns that analysis on any image folder and writes the ranking table and
+(the paper's phi* search). This script reruns that analysis on any image folder and writes the ranking table and
 the figures. Example:
 
     python optimal_phi.py --images ../shared/data/anime_faces_128/train --num-images 100 --out assets/
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from models.phi import CANDIDATES
-from utils import plots
+from apps import plots
 from utils.errors import UserError, exit_on_user_error
-from utils.phi_report import markdown_table, write_reports
-from utils.phi_search import PHI_STAR, PHI_STAR_C, SCHEDULE_TITLES, SSIMAlongSigmas, add_noise, sample_images, search
+from apps.phi_report import markdown_table, write_reports
+from apps.phi_search import PHI_STAR, PHI_STAR_C, SCHEDULE_TITLES, SSIMAlongSigmas, add_noise, sample_images, search
 
 SWEEP_CS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 GRID_COLUMNS = 10  # noisy images shown per schedule

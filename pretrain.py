@@ -6,7 +6,8 @@
 
 Every option is listed by ``python pretrain.py fit --help``; ``--print_config`` shows the resolved configuration.
 """
-from utils.cli import run_cli
+from apps.cli import run_cli
+from models.colorizer import DiffusionColorizer
 
 if __name__ == "__main__":
-    run_cli("models.colorizer.DiffusionColorizer")
+    run_cli(DiffusionColorizer)

@@ -36,7 +36,7 @@ def worker(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
-    from utils.heap import limit_heap_fragmentation
+    from utils.cpu import limit_heap_fragmentation
 
     heap = args.malloc == "finetune" and device.type == "cpu" and limit_heap_fragmentation()
     from models.refiner import TrajectoryRefiner

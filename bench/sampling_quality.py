@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 from data.dataset import EvalDataset, Pipeline  # noqa: E402
 from data.folder import readable, scan_folder  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
-from models.colorizer import quantize  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
 from models.samplers import get_sampler  # noqa: E402
 from models.schedules import EDMSchedule  # noqa: E402
 from utils import metrics  # noqa: E402
+from utils.images import quantize  # noqa: E402
 
 
 def steps_for(sampler: str, nfe: int) -> int:

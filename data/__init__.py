@@ -1,1 +1,2 @@
-"""Data pipeline: XDoG sketches, TPS-warped references, the evaluation protocol, datasets and the demo faces."""
+"""Data pipeline: TPS-warped references, sketches (with utils.xdog), the evaluation protocol, the training stream,
+datasets and the demo faces."""

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.errors import UserError
-from utils.xdog import XDoGParams
+from utils import xdog
 
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
@@ -51,7 +51,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         xdog_k: ratio of the two XDoG blurs.
         xdog_p: XDoG sharpening strength.
         xdog_epsilon: XDoG threshold on the sharpened luminance in [0, 1].
-        xdog_phi: steepness of the XDoG tanh ramp.
+        xdog_ramp: steepness of the XDoG tanh ramp (the paper's "phi"; 1e9 is a hard step).
+        xdog_phi: the former name of ``xdog_ramp``, read from configs saved by older runs (overrides it when set).
         xdog_contrast: "stretch" (default: the luminance's 1st..99th percentiles stretched to [0, 1] before the
             threshold, so pale art keeps its lines) or "none" (the paper's XDoG).
         tps_grid: control points per side of the TPS warp of the reference.
@@ -71,12 +72,13 @@ class ColorizationDataModule(pl.LightningDataModule):
         sketch_root: str | None = None,
         seed: int = 0,
         limit_train: int | None = None,
-        xdog_sigmas: tuple[float, ...] = (0.3, 0.4, 0.5),
-        xdog_k: float = 3.5,
-        xdog_p: float = 10.0,
-        xdog_epsilon: float = 0.01,
-        xdog_phi: float = 1e9,
-        xdog_contrast: str = "stretch",
+        xdog_sigmas: tuple[float, ...] = xdog.SIGMAS,
+        xdog_k: float = xdog.K,
+        xdog_p: float = xdog.P,
+        xdog_epsilon: float = xdog.EPSILON,
+        xdog_ramp: float = xdog.RAMP,
+        xdog_contrast: str = xdog.CONTRAST,
+        xdog_phi: float | None = None,
         tps_grid: int = 5,
         tps_shift: float = 0.05,
         tps_rotation: float = 10.0,
@@ -90,7 +92,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         if limit_train is not None and limit_train < 1:
             raise UserError(f"limit_train must be a positive number of images or None, got {limit_train}")
         try:
-            self.xdog = XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, xdog_phi, xdog_contrast)
+            ramp = xdog_ramp if xdog_phi is None else xdog_phi
+            self.xdog = xdog.XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, ramp, xdog_contrast)
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
         except ValueError as err:
             raise UserError(str(err)) from None

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.errors import UserError
+from utils.errors import UserError, listing
 from utils.images import ImageReadError, image_names, image_size, list_images, load_gray, load_rgb, resize_center_crop
 
 #: How many names an error message lists before saying "and N more".
-SHOWN_NAMES = 5
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,6 @@ class ImageEntry:
 def warn(message: str) -> None:
     """One line on stderr, prefixed like :func:`utils.errors.exit_on_user_error` prefixes errors."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:SHOWN_NAMES])
-    return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
 
 
 def scan_folder(root: str | Path) -> list[ImageEntry]:
@@ -49,7 +43,7 @@ def scan_folder(root: str | Path) -> list[ImageEntry]:
         seen[name] = path
     if clashes:
         raise UserError(
-            f"{root}: several files share a name once the extension is dropped ({_listing(clashes)}); "
+            f"{root}: several files share a name once the extension is dropped ({listing(clashes)}); "
             "rename or remove one of each"
         )
     return [ImageEntry(n, p) for n, p in zip(names, paths)]
@@ -97,13 +91,13 @@ def pair_by_name(entries: list[ImageEntry], folder: str | Path, what: str = "ske
     missing = [e.name for e in entries if e.name not in others]
     if missing:
         raise UserError(
-            f"{what} folder {folder} has no file for {len(missing)} of {len(entries)} images ({_listing(missing)}); "
+            f"{what} folder {folder} has no file for {len(missing)} of {len(entries)} images ({listing(missing)}); "
             "files are paired with images by their path without extension"
         )
     wanted = {e.name for e in entries}
     extra = sorted(set(others) - wanted)
     if extra:
-        warn(f"{what} folder {folder}: {len(extra)} file(s) match no image and are ignored ({_listing(extra)})")
+        warn(f"{what} folder {folder}: {len(extra)} file(s) match no image and are ignored ({listing(extra)})")
     return {name: others[name] for name in wanted}
 
 

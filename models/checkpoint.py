@@ -71,7 +71,8 @@ def _resolve(name: str, what: str) -> type:
         try:
             return _import(name)
         except (ImportError, AttributeError, ValueError) as err:
-            raise UserError(f"cannot import the trusted {what} {name!r} ({err}); is its package on PYTHONPATH?") from None
+            raise UserError(f"cannot import the trusted {what} {name!r} ({err}); is its package on PYTHONPATH?") \
+                from None
     return _import(".".join(entry)) if isinstance(entry, tuple) else entry
 
 
@@ -161,12 +162,19 @@ def load_weights(module: nn.Module, state_dict: dict, path: str | Path, what: st
                         f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
 
 
+def build_parts(ckpt: Checkpoint) -> tuple[nn.Module, Any]:
+    """The (network, schedule) a checked checkpoint describes, without weights."""
+    hp = ckpt.hparams
+    net = _construct(_resolve(ckpt.net, "network"), hp["net"].get("init_args", {}), "network", ckpt.path)
+    schedule = _construct(_resolve(ckpt.schedule, "schedule"), hp["schedule"].get("init_args", {}), "schedule",
+                          ckpt.path)
+    return net, schedule
+
+
 def build_model(ckpt: Checkpoint):
     """The LightningModule a checked checkpoint describes, with its weights (strict), in eval mode."""
-    hp = ckpt.hparams
-    net = _construct(_resolve(ckpt.net, "network"), hp.pop("net").get("init_args", {}), "network", ckpt.path)
-    schedule = _construct(_resolve(ckpt.schedule, "schedule"), hp.pop("schedule").get("init_args", {}), "schedule",
-                          ckpt.path)
+    net, schedule = build_parts(ckpt)
+    hp = {k: v for k, v in ckpt.hparams.items() if k not in ("net", "schedule")}
     cls = _resolve(ckpt.model_class, "model class")
     model = _construct(cls, {"net": net, "schedule": schedule, **cls.inference_args(hp)}, "model", ckpt.path)
     load_weights(model, ckpt.data["state_dict"], ckpt.path)

@@ -1,45 +1,35 @@
 """The project's LightningModule family.
 
-:class:`DiffusionColorizer` trains the preconditioned denoiser with the denoising objective (pretraining) and owns
-everything both stages share: the schedule, the EMA copy used for validation, testing and export, sampling, metrics,
-image grids and test-output writing. Trajectory refinement (:mod:`models.refiner`) subclasses it and only changes
-the training objective.
+:class:`DiffusionColorizer` trains the preconditioned denoiser with the denoising objective (pretraining, EDM eq. 2)
+and holds what both stages share: the schedule, the EMA copy used for validation, testing and export, and the
+optimizer. Sampling is :func:`models.sampling.sample`, validation and test outputs are
+:class:`models.evaluation.EvaluationMixin`, checkpoint I/O is :mod:`models.checkpoint`. Trajectory refinement
+(:mod:`models.refiner`) subclasses it and only changes the training objective.
 """
 from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torchvision
 from torch import nn
 
-from utils import metrics
-from utils.errors import TrainingDiverged, UserError
-from utils.images import save_image
+from utils.errors import TrainingDiverged
 
 from .checkpoint import class_path, load_colorizer, spec
 from .denoiser import Cond, Denoiser
 from .ema import ema_update
-from .guidance import GuidedDenoiser, drop_conditions
+from .evaluation import EvaluationMixin
+from .guidance import drop_conditions
 from .samplers import get_sampler
+from .sampling import sample
 from .schedules import NoiseSchedule, PhiSchedule
-from .ssim_guidance import check_scale, check_target, is_oracle, ssim_guide
+from .ssim_guidance import check_scale, check_target
 from .unet import UNet
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    return ((x.float() + 1) / 2).clamp(0, 1)
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> uint8 values (as a PNG stores them), on the CPU."""
-    return (to_unit(x.detach().cpu()) * 255).round().to(torch.uint8)
-
-
-class DiffusionColorizer(pl.LightningModule):
+class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
     """Sketch + reference -> colour image with an EDM-preconditioned diffusion model.
 
     Args:
@@ -117,28 +107,18 @@ class DiffusionColorizer(pl.LightningModule):
         """The saved hyperparameters that rebuild the model for sampling (subclasses drop training-only ones)."""
         return hparams
 
-    # -- sampling --------------------------------------------------------------------------------------------------
-
     def sample(
         self, cond: Cond, *, steps: int | None = None, sampler: str | None = None, seed: int | None = None,
-        use_ema: bool = True, guide=None, callback=None, **sampler_options,
+        use_ema: bool = True, guidance: tuple[float, float] | None = None, guide=None, callback=None,
+        **sampler_options,
     ) -> torch.Tensor:
-        """Colorize: run the sampler from x_T = sigma_max * noise; seeded noise makes the output reproducible."""
-        if guide is not None and torch.is_inference_mode_enabled():
-            # Gradient guidance differentiates through the denoiser: leave inference mode (Lightning tests in it).
-            with torch.inference_mode(False):
-                return self.sample(Cond(*(t.clone() for t in cond)), steps=steps, sampler=sampler, seed=seed,
-                                   use_ema=use_ema, guide=guide, callback=callback, **sampler_options)
+        """Colorize ``cond`` with the EMA (or raw) denoiser; None keeps the configured steps, sampler and
+        classifier-free guidance scales (sketch, reference). See :func:`models.sampling.sample`."""
         hp = self.hparams
-        denoiser: nn.Module = self.ema if use_ema else self.denoiser
-        if (hp.guidance_sketch, hp.guidance_reference) != (1.0, 1.0):
-            denoiser = GuidedDenoiser(denoiser, hp.guidance_sketch, hp.guidance_reference)
-        sigmas = self.schedule.grid(steps or hp.steps, device=self.device)
-        b, _, h, w = cond.reference.shape
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        x = torch.randn((b, 3, h, w), generator=gen).to(self.device) * sigmas[0]
-        return get_sampler(sampler or hp.sampler)(denoiser, x, sigmas, cond, guide=guide, callback=callback,
-                                                  **sampler_options)
+        return sample(self.ema if use_ema else self.denoiser, self.schedule, cond, steps or hp.steps,
+                      sampler or hp.sampler, seed=seed, device=self.device,
+                      guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,
+                      callback=callback, **sampler_options)
 
     # -- training ----------------------------------------------------------------------------------------------------
 
@@ -183,7 +163,8 @@ class DiffusionColorizer(pl.LightningModule):
         """Stop on a NaN or infinite loss before it reaches the gradients, the weights, the EMA or a checkpoint."""
         if not bool(torch.isfinite(loss.detach())):
             raise TrainingDiverged(
-                f"training stopped: the loss is {float(loss.detach())} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"training stopped: the loss is {float(loss.detach())} at step {self.global_step} "
+                f"(epoch {self.current_epoch}); "
                 "the weights and the EMA were not updated with it and the checkpoints on disk are from earlier steps. "
                 "Resume from last.ckpt with a lower --model.lr, or check the training images")
 
@@ -213,79 +194,3 @@ class DiffusionColorizer(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # -- validation and test -----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def quality(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """PSNR and SSIM per image, computed as ``evaluate_SSIM_PSNR.py`` computes them on the saved 8-bit files."""
-        p, t = quantize(pred), quantize(target)
-        return {"psnr": metrics.psnr(t, p).float(), "ssim": metrics.ssim(t, p).float()}
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        cond = Cond(batch["sketch"], batch["reference"])
-        out = self.sample(cond, seed=batch_idx)
-        scores = self.quality(out, batch["target"])
-        n = out.shape[0]
-        self.log("val/psnr", scores["psnr"].mean(), prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("val/ssim", scores["ssim"].mean(), batch_size=n, sync_dist=True)
-        if batch_idx == 0 and self.current_epoch % self.hparams.grid_every_n_epochs == 0:
-            self.log_grid("val/grid", batch, out)
-
-    def log_grid(self, tag: str, batch: dict, out: torch.Tensor) -> None:
-        """Rows of sketch | reference | output | target to the logger (TensorBoard)."""
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image") or self.global_rank != 0:
-            return
-        grid = image_grid(batch["sketch"], batch["reference"], out, batch["target"], self.hparams.grid_images)
-        experiment.add_image(tag, grid, self.global_step)
-
-    @property
-    def oracle(self) -> bool:
-        """Whether test sampling is guided by the ground truth (outputs and metrics are then marked "oracle")."""
-        return is_oracle(self.hparams.guidance_ssim_scale, self.hparams.guidance_target)
-
-    def sampling_guide(self, batch: dict):
-        """The SSIM guide of ``test`` for this batch (None when guidance is off)."""
-        return ssim_guide(self.hparams.guidance_ssim_scale, batch["sketch"], self.hparams.guidance_target,
-                          batch.get("target"))
-
-    def test_output_root(self) -> Path:
-        if self.hparams.test_output_dir:
-            root = Path(self.hparams.test_output_dir)
-        else:
-            log_dir = getattr(self.logger, "log_dir", None) if self.logger else None
-            root = Path(log_dir or self.trainer.default_root_dir) / "test_outputs"
-        return root.with_name(root.name + "-oracle") if self.oracle else root
-
-    def on_test_start(self) -> None:
-        root = self.test_output_root()
-        clash = [d for d in ("same", "cross") if (root / d).is_dir() and any((root / d).iterdir())]
-        if clash:
-            raise UserError(f"test output folder {root} already holds results ({', '.join(clash)}); "
-                            "pass another --model.test_output_dir or remove it")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        root, n = self.test_output_root(), batch["target"].shape[0]
-        guide, prefix = self.sampling_guide(batch), "test_oracle" if self.oracle else "test"
-        for setting, key in (("same", "reference"), ("cross", "reference_cross")):
-            out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
-            for name, img in zip(batch["name"], out):
-                save_image(img, root / setting / f"{name}.png")
-            for metric, values in self.quality(out, batch["target"]).items():
-                self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=n, sync_dist=True)
-            if batch_idx == 0:
-                self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key]}, out)
-        # The inputs too, so that the folder is a complete evaluation set (and the trivial baselines can be scored).
-        for folder, key in (("gt", "target"), ("sketch", "sketch"), ("reference_same", "reference"),
-                            ("reference_cross", "reference_cross")):
-            for name, img in zip(batch["name"], batch[key]):
-                save_image(img, root / folder / f"{name}.png")
-
-
-def image_grid(sketch, reference, output, target, max_rows: int = 8) -> torch.Tensor:
-    """A [3, H, W] grid in [0, 1] whose rows are sketch | reference | output | target."""
-    n = min(max_rows, output.shape[0])
-    cols = [sketch[:n].expand(-1, 3, -1, -1), reference[:n], output[:n], target[:n]]
-    tiles = torch.stack([to_unit(c.detach().cpu()) for c in cols], dim=1).flatten(0, 1)
-    return torchvision.utils.make_grid(tiles, nrow=4, padding=2, pad_value=1.0)

@@ -1,4 +1,4 @@
-"""Trajectory refinement (the paper's second stage, DESIGN.md "Trajectory refinement").
+"""Trajectory refinement (SSIMBaD's second stage: finetuning through the sampler's trajectory).
 
 Per batch: x_T = sigma_max * n, K Euler steps on the schedule's grid through the trained denoiser *with gradients*
 (:func:`~models.samplers.sample_euler_diff`), a loss between the final x_0 and the ground truth, and a backward pass
@@ -18,15 +18,13 @@ guidance. Everything else (EMA, sampling, validation, test outputs, SSIM-guided 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from utils.errors import UserError
 from utils.weights import LPIPS_TRUNKS, build_clip_image_encoder, build_lpips
 
-from .checkpoint import load_weights, read_checkpoint
+from .checkpoint import Checkpoint, build_parts, class_path, load_weights, read_checkpoint
 from .colorizer import DiffusionColorizer
 from .denoiser import Cond
 from .samplers import sample_euler_diff
@@ -39,7 +37,8 @@ class TrajectoryRefiner(DiffusionColorizer):
 
     Args:
         init_checkpoint: pretrained checkpoint (pretrain.py); its EMA weights initialise both the trained weights and
-            the EMA. Read with ``weights_only=True``; keys and shapes must match the configured network exactly.
+            the EMA. Read with ``weights_only=True``. Without a configured ``net`` and ``schedule`` they are the
+            checkpoint's; configured ones must match it exactly (keys and shapes).
         strategy: loss between the sampled x_0 and the ground truth: mse | lpips-vgg | clip (| lpips-alex |
             lpips-squeeze).
         refine_steps: K, the Euler steps of the differentiable trajectory (the phi grid of the schedule).
@@ -78,24 +77,29 @@ class TrajectoryRefiner(DiffusionColorizer):
             raise UserError(f"refine_steps must be >= 1, got {refine_steps}")
         if grad_last_k is not None and grad_last_k < 1:
             raise UserError(f"grad_last_k must be >= 1 or None (the whole trajectory), got {grad_last_k}")
+        init = None
+        if init_checkpoint is not None:
+            # Classes the user's own config names are trusted too (a custom network trained with that config).
+            trusted = {class_path(kwargs[k]) for k in ("net", "schedule") if kwargs.get(k) is not None}
+            init = read_checkpoint(init_checkpoint, trusted=trusted)
+            if kwargs.get("net") is None and kwargs.get("schedule") is None:
+                kwargs["net"], kwargs["schedule"] = build_parts(init)  # the pretrained model's, as they must be
         super().__init__(lr=lr, warmup_epochs=warmup_epochs, sampler=sampler, steps=steps, **kwargs)
         # The frozen loss network: a plain attribute, not a child module, so it is not saved, trained or moved by
         # Lightning (it follows the prediction's device in the loss).
         object.__setattr__(self, "loss_net", None)
         self.ema_step_offset = 0  # the pretraining steps, so that the EMA decay warm-up is not restarted
-        if init_checkpoint is not None:
-            self.load_init_checkpoint(init_checkpoint)
+        if init is not None:
+            self.load_init_weights(init)
 
     @classmethod
     def inference_args(cls, hparams: dict) -> dict:
         """Sampling a finetuned checkpoint needs neither the pretrained file nor the loss networks."""
         return {**hparams, "init_checkpoint": None}
 
-    def load_init_checkpoint(self, path: str | Path) -> None:
+    def load_init_weights(self, ckpt: Checkpoint) -> None:
         """The EMA weights of a pretraining checkpoint into the trained weights and the EMA (strict keys)."""
-        # The classes the user's own config names are trusted too (a custom network trained with this config).
-        ckpt = read_checkpoint(path, trusted={self.hparams.net["class_path"], self.hparams.schedule["class_path"]})
-        theirs = ckpt.hparams
+        path, theirs = ckpt.path, ckpt.hparams
         for key in ("schedule", "prediction", "sigma_data"):
             if key in theirs and theirs[key] != self.hparams[key]:
                 raise UserError(f"{path} was trained with {key} {theirs[key]}, this model is configured with "

@@ -43,7 +43,7 @@ class NoiseSchedule:
 
 
 class PhiSchedule(NoiseSchedule):
-    """SSIMBaD (DESIGN.md): with u ~ U(0, 1),
+    """SSIMBaD's sigma scaling: with u ~ U(0, 1),
     sigma = phi^-1(phi(sigma_min) + u (phi(sigma_max) - phi(sigma_min))), c_noise = phi(sigma), and the grid is
     evenly spaced in phi from phi(sigma_max) to phi(sigma_min). Default phi*(sigma) = sigma / (sigma + 0.3).
     """

@@ -1,11 +1,11 @@
-"""SSIM-guided sampling (DESIGN.md, "Trajectory refinement"): after every sampler step
+"""SSIM-guided sampling (SSIMBaD's test-time guidance): after every sampler step
 
     x <- x - s * grad_x (1 - SSIM(g(x0_hat(x)), target))
 
 where x0_hat(x) = D(x; sigma, cond) is the denoiser's current prediction. Two targets:
 
 - ``"sketch"`` (the default, and the only one usable at deployment): the input sketch, with g = the project's
-  differentiable XDoG (:func:`utils.xdog.xdog_torch`, soft ramp phi = 20 so gradients flow). It asks the lines of the
+  differentiable XDoG (:func:`utils.xdog.xdog_torch`, soft ramp r = 20 so gradients flow). It asks the lines of the
   prediction to coincide with the lines the user drew.
 - ``"gt"``: the ground-truth colour image with g = identity. This is an oracle for analysis only: it needs the
   ground truth (refused without it) and every output made with it must be marked "oracle" (see
@@ -13,7 +13,7 @@ where x0_hat(x) = D(x; sigma, cond) is the denoiser's current prediction. Two ta
 
 The loss is summed over the batch of per-image SSIMs, so each image gets the gradient of its own 1 - SSIM: the step
 does not depend on the batch size. SSIM is computed on [0, 1] images (``(x + 1) / 2`` of the [-1, 1] tensors, not
-clamped, so that out-of-range pixels still get gradients) with the project's 7x7 SSIM (:func:`utils.ssim.ssim`).
+clamped, so that out-of-range pixels still get gradients) with the 7x7 box-window SSIM :func:`utils.ssim.ssim_box`.
 
 Scale: the gradient of a mean-over-pixels SSIM shrinks like 1 / (H W), so a scale chosen at one image size moves
 pixels four times less at twice the side. :data:`DEFAULT_SCALE` is the scale to switch guidance on with; models keep
@@ -26,15 +26,13 @@ from typing import Callable
 
 import torch
 
-from utils.xdog import xdog_torch
 from utils.errors import UserError
-from utils.ssim import ssim
+from utils.ssim import ssim_box
+from utils.xdog import xdog_torch
 
 GUIDANCE_TARGETS = ("sketch", "gt")
-#: Chosen on the 32 validation images held out of the demo training folder (64 px, ``make demo`` checkpoint,
-#: Euler 10 steps), sketch target: s in {0, 1, 3, 10, 30, 300} gave same-reference PSNR 16.07, 16.09, 16.09, 16.10,
-#: 16.01, 13.38 and SSIM(XDoG(output), sketch) 0.68, 0.74, 0.76, 0.76, 0.74, 0.57. At 256 px the same s moves each
-#: pixel 16x less: measure again there (16x this is the equal-step starting point).
+#: The scale measured best on the 64 px demo (README, "Trajectory refinement and SSIM-guided sampling"); at 256 px
+#: the same s moves each pixel 16x less.
 DEFAULT_SCALE = 10.0
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
@@ -86,7 +84,7 @@ def ssim_guide(
         pred = xdog_torch(denoised.float(), sigma=xdog_sigma) if target == "sketch" else denoised.float()
         # A clone, because batches made under torch.inference_mode cannot be saved for backward.
         goal = reference.detach().to(device=pred.device, dtype=pred.dtype).clone()
-        per_image = ssim((pred + 1) / 2, (goal + 1) / 2, data_range=1.0, reduction="none")
+        per_image = ssim_box((pred + 1) / 2, (goal + 1) / 2, data_range=1.0, reduction="none")
         return scale * (1 - per_image).sum()
 
     return guide

@@ -5,14 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.cli import run_cli
 from models.checkpoint import NETWORKS, SCHEDULES, load_colorizer, read_checkpoint
-from utils.cli import run_cli
+from models.colorizer import DiffusionColorizer
+from models.refiner import TrajectoryRefiner
 from utils.errors import UserError
 
 pytest_plugins = ["conftest_ckpt"]
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN, FINETUNE = "models.colorizer.DiffusionColorizer", "models.refiner.TrajectoryRefiner"
 
 
 def crafted(tiny_model, tmp_path: Path, where: str, marker: Path) -> Path:
@@ -56,9 +57,9 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(tiny_model, tmp_path, ca
     runs = {
         "colorize.py": lambda: colorize.main(["--checkpoint", str(path), "--sketch", str(face), "--reference",
                                               str(face), "--out", str(tmp_path / "out")]),
-        "pretrain.py test": lambda: run_cli(PRETRAIN, ["test", *common, "--ckpt_path", str(path)]),
-        "pretrain.py fit --ckpt_path": lambda: run_cli(PRETRAIN, ["fit", *common, "--ckpt_path", str(path)]),
-        "finetune.py fit": lambda: run_cli(FINETUNE, ["fit", *common, "--model.init_checkpoint", str(path)]),
+        "pretrain.py test": lambda: run_cli(DiffusionColorizer, ["test", *common, "--ckpt_path", str(path)]),
+        "pretrain.py fit --ckpt_path": lambda: run_cli(DiffusionColorizer, ["fit", *common, "--ckpt_path", str(path)]),
+        "finetune.py fit": lambda: run_cli(TrajectoryRefiner, ["fit", *common, "--model.init_checkpoint", str(path)]),
     }
     for name, run in runs.items():
         with pytest.raises(SystemExit) as exit_info:

@@ -17,8 +17,8 @@ import colorize
 from utils.xdog import XDoGParams, xdog
 from utils.images import list_images, load_rgb
 from utils.errors import UserError
-from utils.inference import (Letterbox, check_outputs, looks_like_sketch, plan_jobs, prepare_sketch,
-                             trajectory_steps)
+from apps.colorize import check_outputs, plan_jobs
+from apps.colorize_inputs import Letterbox, looks_like_sketch, prepare_sketch, trajectory_steps
 
 pytest_plugins = ["conftest_ckpt"]
 pytestmark = pytest.mark.usefixtures("one_thread")

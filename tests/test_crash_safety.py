@@ -31,7 +31,7 @@ from data.datamodule import ColorizationDataModule
 from models import checkpoint
 from models.checkpoint import AtomicCheckpointIO
 from models.colorizer import DiffusionColorizer
-from utils.cli import ColorizationCLI
+from apps.cli import ColorizationCLI
 config, faces, out, steps, kill_at, ckpt = sys.argv[1:7]
 class Kill(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -109,7 +109,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(faces, tmp_path, mon
 
 
 def test_the_cli_trainer_saves_atomically(faces, tmp_path):
-    from utils.cli import ColorizationCLI
+    from apps.cli import ColorizationCLI
 
     cli = ColorizationCLI(DiffusionColorizer, ColorizationDataModule, run=False,
                           args=["--config", str(TINY), "--data.root", str(faces)])

@@ -18,7 +18,7 @@ def test_xdog_shape_dtype_and_binary_output():
     face = render_face(3, 64)
     sketch = xdog(face)
     assert sketch.shape == (64, 64) and sketch.dtype == np.uint8
-    assert set(np.unique(sketch)) <= {0, 255}  # phi = 1e9 is a hard step
+    assert set(np.unique(sketch)) <= {0, 255}  # ramp = 1e9 is a hard step
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5, 3), (17, 300, 3), (40, 33)])
@@ -60,7 +60,7 @@ def test_xdog_params_sample_sigma_deterministically():
 def test_xdog_torch_matches_numpy_with_a_steep_ramp():
     faces = [render_face(s, 64) for s in range(3)]
     batch = torch.stack([to_tensor(f) for f in faces])
-    soft = xdog_torch(batch, sigma=0.5, phi=1e9)
+    soft = xdog_torch(batch, sigma=0.5, ramp=1e9)
     assert soft.shape == (3, 1, 64, 64)
     for f, s in zip(faces, soft):
         hard = xdog(f, sigma=0.5).astype(np.float32) / 127.5 - 1

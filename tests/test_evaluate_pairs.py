@@ -44,7 +44,7 @@ def test_long_lists_are_shortened(tmp_path):
     _write(tmp_path / "fake", "x.png")
     for i in range(25):
         _write(tmp_path / "real", f"{i:02d}.png")
-    with pytest.raises(UserError, match=r"00, 01, .*09 \.\.\. and 15 more"):
+    with pytest.raises(UserError, match=r"00, 01, 02, 03, 04 and 20 more"):
         match_pairs(tmp_path / "real", tmp_path / "fake")
 
 

@@ -15,7 +15,7 @@ from skimage.metrics import structural_similarity
 
 import optimal_phi
 from models.phi import CANDIDATES
-from utils.phi_search import (
+from apps.phi_search import (
     SSIMAlongSigmas,
     Score,
     candidate_grids,
@@ -25,7 +25,7 @@ from utils.phi_search import (
     sample_images,
     schedule_grids,
     search,
-    summarize,
+    score_summary,
 )
 from utils.errors import UserError
 
@@ -93,10 +93,10 @@ def test_r_squared_matches_scipy_and_is_nan_when_undefined():
 
 
 def test_ranking_skips_nan_images_and_puts_unscored_candidates_last():
-    partly = summarize("a", torch.tensor([0.5, math.nan, 0.7], dtype=torch.float64))
+    partly = score_summary("a", torch.tensor([0.5, math.nan, 0.7], dtype=torch.float64))
     assert (partly.mean, partly.n_valid, partly.n_images) == (pytest.approx(0.6), 2, 3)
     assert partly.std == pytest.approx(math.sqrt(0.02))
-    unscored = summarize("b", torch.full((3,), math.nan, dtype=torch.float64), "not scored: x")
+    unscored = score_summary("b", torch.full((3,), math.nan, dtype=torch.float64), "not scored: x")
     better = Score("c", 0.9, 0.0, 3, 3)
     assert [s.name for s in rank([unscored, partly, better])] == ["c", "a", "b"]
 

@@ -107,7 +107,7 @@ def test_fit_checkpoint_resume_and_safe_loading(faces, tmp_path):
 RESUME_PROBE = """
 import sys, torch
 import pytorch_lightning as pl
-from utils.cli import ColorizationCLI
+from apps.cli import ColorizationCLI
 from models.colorizer import DiffusionColorizer
 from data.datamodule import ColorizationDataModule
 config, faces, ckpt, probe = sys.argv[1:]

@@ -10,7 +10,7 @@ from models.denoiser import Cond
 from models.ssim_guidance import is_oracle, ssim_guide
 from models.unet import UNet
 from utils.errors import UserError
-from utils.ssim import ssim
+from utils.ssim import ssim_box
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,7 +57,7 @@ def test_guidance_step_is_per_image_and_lowers_its_loss():
     torch.testing.assert_close(grad_all[:1], grad_one, rtol=1e-4, atol=1e-4)  # a batch of 3 moves image 0 as much as a batch of 1
 
     def sketch_ssim(img):
-        return ssim((xdog_torch(img) + 1) / 2, (b["sketch"] + 1) / 2, reduction="none")
+        return ssim_box((xdog_torch(img) + 1) / 2, (b["sketch"] + 1) / 2, reduction="none")
 
     before = sketch_ssim(x.detach())
     after = sketch_ssim(x.detach() - grad_all)  # one guidance step: x <- x - s grad (1 - SSIM)

@@ -1,1 +1,2 @@
-"""Image, metric and command-line utilities shared by the entry scripts."""
+"""The ground floor: image I/O and operators (XDoG), metrics, errors and CPU settings; imports neither data/ nor
+models/."""

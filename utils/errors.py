@@ -8,6 +8,16 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 
+#: How many names a message lists before "and N more".
+LISTED = 5
+
+
+def listing(names: list[str], limit: int = LISTED) -> str:
+    """``a, b, c and N more``: the first ``limit`` names of a list for a one-line message."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 class UserError(Exception):
     """An error caused by the user's input. Its message is printed as one line and the process exits non-zero."""
 

@@ -11,6 +11,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import UserError
@@ -110,10 +111,19 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return arr / 127.5 - 1.0
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float tensor -> [0, 1] float32 (clipped), any shape, on the CPU."""
+    return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float tensor -> uint8 tensor of the values a PNG stores (rounded, clipped), any shape, on the CPU."""
+    return (to_unit(x) * 255).round().to(torch.uint8)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Float tensor (C, H, W) in [-1, 1] -> uint8 (H, W, C), or (H, W) for one channel. Values are clipped."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    arr = x.permute(1, 2, 0).numpy()
+    arr = quantize(x).permute(1, 2, 0).numpy()
     return arr[..., 0] if arr.shape[2] == 1 else arr
 
 
@@ -142,3 +152,11 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
 def image_names(paths: Iterable[Path], root: Path) -> list[str]:
     """Names relative to ``root`` with the extension removed (used to pair files across folders)."""
     return [str(p.relative_to(root).with_suffix("")) for p in paths]
+
+
+def image_grid(sketch, reference, output, target, max_rows: int = 8) -> torch.Tensor:
+    """A [3, H, W] grid in [0, 1] whose rows are sketch | reference | output | target."""
+    n = min(max_rows, output.shape[0])
+    cols = [sketch[:n].expand(-1, 3, -1, -1), reference[:n], output[:n], target[:n]]
+    tiles = torch.stack([to_unit(c) for c in cols], dim=1).flatten(0, 1)
+    return torchvision.utils.make_grid(tiles, nrow=4, padding=2, pad_value=1.0)

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import UserError
+from .errors import UserError, listing
 from .images import image_names, image_size, list_images, load_rgb
 
-MAX_LISTED = 10  # names shown in an error message before "... and N more"
 
 
 @dataclass(frozen=True)
@@ -28,18 +27,13 @@ class Pair:
     fake: Path
 
 
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown if len(names) <= MAX_LISTED else f"{shown} ... and {len(names) - MAX_LISTED} more"
-
-
 def _by_name(folder: Path) -> dict[str, Path]:
     files = list_images(folder)
     names = image_names(files, folder)
     duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
         raise UserError(
-            f"{folder} holds several images with the same name but different extensions ({_listing(duplicated)}); "
+            f"{folder} holds several images with the same name but different extensions ({listing(duplicated)}); "
             "keep one file per name"
         )
     return dict(zip(names, files))
@@ -55,10 +49,10 @@ def match_pairs(real_dir: str | Path, fake_dir: str | Path) -> list[Pair]:
         parts = []
         if missing:
             parts.append(
-                f"{len(missing)} real image(s) have no generated counterpart in {fake_dir}: {_listing(missing)}"
+                f"{len(missing)} real image(s) have no generated counterpart in {fake_dir}: {listing(missing)}"
             )
         if extra:
-            parts.append(f"{len(extra)} generated image(s) have no real counterpart in {real_dir}: {_listing(extra)}")
+            parts.append(f"{len(extra)} generated image(s) have no real counterpart in {real_dir}: {listing(extra)}")
         raise UserError("; ".join(parts) + " (images are paired by file name without extension)")
     return [Pair(name, real[name], fake[name]) for name in sorted(real)]
 
@@ -72,7 +66,7 @@ def count_size_mismatches(pairs: list[Pair], resize: bool) -> int:
             mismatched.append(f"{pair.name} (real {real_size[0]}x{real_size[1]}, fake {fake_size[0]}x{fake_size[1]})")
     if mismatched and not resize:
         raise UserError(
-            f"{len(mismatched)} pair(s) differ in size: {_listing(mismatched)}; "
+            f"{len(mismatched)} pair(s) differ in size: {listing(mismatched)}; "
             "pass --resize to resize generated images to the real image size (bicubic)"
         )
     return len(mismatched)
@@ -87,7 +81,7 @@ def check_min_size(pairs: list[Pair], min_side: int, why: str) -> None:
             small.append(f"{pair.name} ({width}x{height})")
     if small:
         raise UserError(f"{len(small)} image(s) are smaller than {min_side} px on a side, which {why}: "
-                        f"{_listing(small)}; evaluate larger images (upscale both folders alike if you must)")
+                        f"{listing(small)}; evaluate larger images (upscale both folders alike if you must)")
 
 
 def _load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,7 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     return F.avg_pool2d(F.avg_pool2d(x, (window, 1), stride=1), (1, window), stride=1)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 7, reduction: str = "mean",
+def ssim_box(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 7, reduction: str = "mean",
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Structural similarity of [B, C, H, W] images with values in a range of width ``data_range``.
 

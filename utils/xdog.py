@@ -5,19 +5,21 @@ compendium", eqs. 5 and 7), computed on the luminance u in [0, 1] (ITU-R 601 lum
 
     S_p(u)  = (1 + p) G_sigma(u) - p G_{k sigma}(u)                 (sharpened image, eq. 5)
     T(S)    = 1                               if S >= epsilon
-              1 + tanh(phi (S - epsilon))     otherwise              (soft threshold, eq. 7)
+              1 + tanh(r (S - epsilon))       otherwise              (soft threshold, eq. 7)
 
-With the paper's phi = 1e9 the ramp is a hard step: pixels whose sharpened luminance falls below epsilon become
-black lines, the rest stays white.
+The paper calls the ramp steepness r "phi" (not the noise transform phi of the schedule); with its value 1e9 the
+ramp is a hard step: pixels whose sharpened luminance falls below epsilon become black lines, the rest stays white.
 
 The fixed threshold epsilon assumes a full-range luminance: on pale or low-contrast art (light hair on a light
 background, soft shading) the sharpened image hardly crosses it and the sketch keeps little more than the eyes. The
 default ``contrast="stretch"`` therefore maps the image's 1st..99th luminance percentiles to [STRETCH_FLOOR, 1]
 first (a per-image affine stretch; a full-range image barely changes, and the floor keeps dark regions above the
-threshold so that a stretched dark area does not turn into speckle); ``contrast="none"`` is the paper's XDoG. :func:`xdog` is the NumPy/OpenCV version used to make training data (uint8 out);
-:func:`xdog_torch` is the same operator on [-1, 1] tensor batches with a finite, differentiable ramp, used by
-SSIM-guided sampling to compare the sketch of a prediction with the input sketch. Both use the same truncated
-Gaussian kernels and replicated borders, so with a huge ``phi`` they agree.
+threshold so that a stretched dark area does not turn into speckle); ``contrast="none"`` is the paper's XDoG.
+
+:func:`xdog` is the NumPy/OpenCV version used to make training data (uint8 out); :func:`xdog_torch` is the same
+operator on [-1, 1] tensor batches with a finite, differentiable ramp, used by SSIM-guided sampling to compare the
+sketch of a prediction with the input sketch. Both use the same truncated Gaussian kernels and replicated borders,
+so with a huge ``ramp`` they agree.
 
 :class:`XDoGParams` holds the configurable parameters and draws the per-sample blur sigma from ``sigmas``.
 """
@@ -35,9 +37,13 @@ import torch.nn.functional as F
 LUMA = (0.299, 0.587, 0.114)
 #: Default ramp steepness of :func:`xdog_torch`: finite so gradients flow, steep enough that lines stay near black
 #: (on the shared real faces at sigma 0.5 the soft sketch differs from the hard one by 0.02 on average in [-1, 1]).
-SOFT_PHI = 20.0
+SOFT_RAMP = 20.0
+#: The default parameters (the paper's): blur sigmas drawn per sample, ratio k of the two blurs, sharpening p,
+#: threshold epsilon, ramp steepness (hard step).
+SIGMAS, K, P, EPSILON, RAMP = (0.3, 0.4, 0.5), 3.5, 10.0, 0.01, 1e9
 #: Luminance normalisation before XDoG: "stretch" (the default: 1st..99th percentile to [0, 1]) or "none" (paper).
 CONTRAST_MODES = ("none", "stretch")
+CONTRAST = "stretch"
 STRETCH_PERCENTILES = (1.0, 99.0)
 STRETCH_FLOOR = 0.1
 #: A luminance range below this (an almost uniform image) is left as it is rather than stretched.
@@ -48,20 +54,20 @@ MIN_RANGE = 1 / 255
 class XDoGParams:
     """XDoG parameters; the blur sigma of each sample is drawn uniformly from ``sigmas``."""
 
-    sigmas: tuple[float, ...] = (0.3, 0.4, 0.5)
-    k: float = 3.5
-    p: float = 10.0
-    epsilon: float = 0.01
-    phi: float = 1e9
-    contrast: str = "stretch"
+    sigmas: tuple[float, ...] = SIGMAS
+    k: float = K
+    p: float = P
+    epsilon: float = EPSILON
+    ramp: float = RAMP
+    contrast: str = CONTRAST
 
     def __post_init__(self) -> None:
         if self.contrast not in CONTRAST_MODES:
             raise ValueError(f"XDoG contrast must be one of {', '.join(CONTRAST_MODES)}, got {self.contrast!r}")
         if not self.sigmas or min(self.sigmas) <= 0:
             raise ValueError(f"XDoG sigmas must be a non-empty list of positive numbers, got {self.sigmas}")
-        if self.k <= 0 or self.phi <= 0:
-            raise ValueError(f"XDoG k and phi must be positive, got k={self.k}, phi={self.phi}")
+        if self.k <= 0 or self.ramp <= 0:
+            raise ValueError(f"XDoG k and ramp must be positive, got k={self.k}, ramp={self.ramp}")
 
     def sample_sigma(self, rng: np.random.Generator) -> float:
         return float(self.sigmas[rng.integers(len(self.sigmas))])
@@ -72,7 +78,7 @@ class XDoGParams:
 
     def extract(self, rgb: np.ndarray, sigma: float) -> np.ndarray:
         """The sketch of ``rgb`` with blur ``sigma`` and these parameters."""
-        return xdog(rgb, sigma, self.k, self.p, self.epsilon, self.phi, self.contrast)
+        return xdog(rgb, sigma, self.k, self.p, self.epsilon, self.ramp, self.contrast)
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -106,17 +112,17 @@ def _blur(u: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def xdog(
-    rgb: np.ndarray, sigma: float = 0.5, k: float = 3.5, p: float = 10.0, epsilon: float = 0.01, phi: float = 1e9,
-    contrast: str = "stretch",
+    rgb: np.ndarray, sigma: float = 0.5, k: float = K, p: float = P, epsilon: float = EPSILON, ramp: float = RAMP,
+    contrast: str = CONTRAST,
 ) -> np.ndarray:
     """Sketch of a uint8 RGB (H, W, 3) or gray (H, W) image: uint8 (H, W), dark lines on white (eqs. 5 and 7)."""
     u = luminance(rgb)
     if contrast == "stretch":
         u = stretch(u)
     sharpened = (1.0 + p) * _blur(u, sigma) - p * _blur(u, k * sigma)
-    # 1 + tanh(phi * min(S - epsilon, 0)) is eq. 7 in one expression (the branch S >= epsilon gives tanh(0) = 0).
-    ramp = 1.0 + np.tanh(np.float32(phi) * np.minimum(sharpened - np.float32(epsilon), np.float32(0.0)))
-    return np.clip(ramp * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    # 1 + tanh(r * min(S - epsilon, 0)) is eq. 7 in one expression (the branch S >= epsilon gives tanh(0) = 0).
+    tone = 1.0 + np.tanh(np.float32(ramp) * np.minimum(sharpened - np.float32(epsilon), np.float32(0.0)))
+    return np.clip(tone * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _blur_torch(u: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -130,15 +136,15 @@ def _blur_torch(u: torch.Tensor, sigma: float) -> torch.Tensor:
 def xdog_torch(
     x: torch.Tensor,
     sigma: float = 0.5,
-    k: float = 3.5,
-    p: float = 10.0,
-    epsilon: float = 0.01,
-    phi: float = SOFT_PHI,
-    contrast: str = "stretch",
+    k: float = K,
+    p: float = P,
+    epsilon: float = EPSILON,
+    ramp: float = SOFT_RAMP,
+    contrast: str = CONTRAST,
 ) -> torch.Tensor:
     """Differentiable XDoG of a [-1, 1] batch (B, 3, H, W) or (B, 1, H, W): a [-1, 1] sketch (B, 1, H, W).
 
-    Same operator as :func:`xdog` (eqs. 5 and 7) with a finite ramp ``phi``; gradients flow through the blurs and
+    Same operator as :func:`xdog` (eqs. 5 and 7) with a finite ``ramp``; gradients flow through the blurs and
     the tanh wherever the sharpened luminance is below ``epsilon``.
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -154,5 +160,5 @@ def xdog_torch(
         scaled = STRETCH_FLOOR + (u - lo) * ((1 - STRETCH_FLOOR) / (hi - lo).clamp(min=MIN_RANGE))
         u = torch.where(wide, scaled.clamp(0, 1), u)
     sharpened = (1.0 + p) * _blur_torch(u, sigma) - p * _blur_torch(u, k * sigma)
-    ramp = 1.0 + torch.tanh(phi * torch.clamp(sharpened - epsilon, max=0.0))
-    return ramp * 2.0 - 1.0
+    tone = 1.0 + torch.tanh(ramp * torch.clamp(sharpened - epsilon, max=0.0))
+    return tone * 2.0 - 1.0

@@ -9,16 +9,16 @@ checkpoint is loaded or a single image is sampled):
    name (missing names are one error listing them).
 2. :func:`check_outputs` refuses to replace existing files unless ``overwrite`` (one line listing them).
 3. :func:`check_readable` opens the header of every input file (one line listing the unreadable ones).
-4. The checkpoint is loaded (:mod:`models.checkpoint`, EMA weights; only the project's classes, or those in
-   ``trusted_classes``) and the processing size is
-   resolved (:func:`resolve_size`): ``size`` when given, else the ``size`` the checkpoint's datamodule was trained
-   with (LightningCLI stores it as ``datamodule_hyper_parameters``).
-5. Per batch: each sketch is letterboxed to a square (white padding) and resized to the processing size
-   (:class:`Letterbox`); a colour image given as the sketch is first turned into one with the project's XDoG
-   (:func:`looks_like_sketch` states the rule). The reference is resized and centre-cropped to the processing size,
-   as training references are. The model samples from seeded noise, and each output is resized back to its sketch's
+4. The checkpoint is read once (:mod:`models.checkpoint`: only the project's classes, or those in
+   ``trusted_classes``; EMA weights) and the processing size is resolved (:func:`resolve_size`): ``size`` when
+   given, else the ``size`` the checkpoint's datamodule was trained with (LightningCLI stores it as
+   ``datamodule_hyper_parameters``).
+5. Per batch (:mod:`apps.colorize_inputs`): each sketch is letterboxed to a square (white padding) and resized to
+   the processing size; a colour image given as the sketch is first turned into one with the project's XDoG
+   (``looks_like_sketch`` states the rule). The reference is resized and centre-cropped to the processing size, as
+   training references are. The model samples from seeded noise, and each output is resized back to its sketch's
    original size and saved as PNG. ``save_trajectory`` also writes, per image, a grid of the sampler's states and x0
-   predictions along the steps (:func:`trajectory_grid`).
+   predictions along the steps.
 
 Determinism: the noise of batch ``j`` is drawn from a generator seeded with ``(seed, j)``, so the same inputs, seed,
 batch size, device and software give byte-identical files. Different batch sizes give different noise per image.
@@ -31,45 +31,28 @@ each batch's :class:`~models.denoiser.Cond` (the input sketch is its honest targ
 """
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from tqdm import tqdm
 
 from data.folder import ImageEntry, pair_by_name, scan_folder
+from utils.errors import UserError, listing
+from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, quantize, to_tensor
 from utils.xdog import XDoGParams
-from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, resize_center_crop, to_tensor
 
-#: How many file names an error message lists before "and N more".
-SHOWN = 5
-#: Sketch detection (:func:`looks_like_sketch`): a pixel is coloured when max(R, G, B) - min(R, G, B) exceeds
-#: CHROMA_LEVEL, white when mean(R, G, B) >= WHITE_LEVEL, mid-grey when BLACK_LEVEL < mean(R, G, B) < WHITE_LEVEL.
-CHROMA_LEVEL = 24
-WHITE_LEVEL = 200
-BLACK_LEVEL = 55
-MAX_COLOURED = 0.02  # near-grayscale: at most this fraction of coloured pixels
-MIN_WHITE = 0.5  # mostly white: at least this fraction of white pixels
-MAX_MIDTONE = 0.15  # line art: at most this fraction of mid-grey pixels...
-MAX_MIDTONE_DENSE = 0.05  # ...and at most this one when less than MIN_WHITE of the pixels are white
+from .colorize_inputs import TrajectoryRecorder, prepare_reference, prepare_sketch, trajectory_grid, trajectory_steps
+
 SKETCH_TYPES = ("auto", "sketch", "image")
 INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m")
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
 GuideFactory = Callable[["Cond"], Guide | None]  # noqa: F821 - models.denoiser.Cond, imported lazily
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:SHOWN])
-    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
 # -- planning ------------------------------------------------------------------------------------------------------
@@ -137,12 +120,12 @@ def check_outputs(jobs: list[Job], overwrite: bool) -> None:
     outputs = [p for job in jobs for p in (job.output, job.trajectory) if p is not None]
     clobbered = [str(p) for p in outputs if p.resolve() in inputs]
     if clobbered:
-        raise UserError(f"output file(s) would replace input files ({_listing(clobbered)}); choose another --out")
+        raise UserError(f"output file(s) would replace input files ({listing(clobbered)}); choose another --out")
     if overwrite:
         return
     existing = [str(p) for p in outputs if p.exists()]
     if existing:
-        raise UserError(f"{len(existing)} output file(s) exist already ({_listing(existing)}); pass --overwrite to "
+        raise UserError(f"{len(existing)} output file(s) exist already ({listing(existing)}); pass --overwrite to "
                         "replace them or choose another --out")
 
 
@@ -159,146 +142,7 @@ def check_readable(jobs: list[Job]) -> None:
     paths = sorted({job.sketch for job in jobs} | {job.reference for job in jobs})
     bad = [p for p in (_header_problem(path) for path in paths) if p is not None]
     if bad:
-        raise UserError(f"{len(bad)} input file(s) are not readable images ({_listing(bad)}); replace or remove them")
-
-
-# -- image preparation ---------------------------------------------------------------------------------------------
-
-
-def looks_like_sketch(rgb: np.ndarray) -> bool:
-    """The sketch detection rule: near-grayscale (at most 2 % of the pixels have max(R,G,B) - min(R,G,B) > 24),
-    mostly white (at least half the pixels have mean(R,G,B) >= 200) and line art (at most 15 % mid-grey pixels,
-    55 < mean(R,G,B) < 200). A black-and-white image with less white (dense line art at small sizes: at most 5 %
-    mid-grey) also counts as a sketch.
-
-    Measured on the shared anime faces (128 px): their XDoG sketches are 72-90 % white with no mid-grey (dense 16 px
-    sketches of the procedural faces can be 45 % white); the colour faces have >= 27 % coloured pixels; their
-    grayscale versions have >= 18 % mid-grey pixels, so they are converted. Converting costs little when in doubt:
-    XDoG leaves its own sketches unchanged, and turns soft or grey lines into the black lines the model was
-    trained on."""
-    if rgb.ndim == 2:
-        coloured = 0.0
-        level = rgb.astype(np.float32)
-    else:
-        chroma = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2).astype(np.int16)
-        coloured = float((chroma > CHROMA_LEVEL).mean())
-        level = rgb.astype(np.float32).mean(axis=2)
-    white = float((level >= WHITE_LEVEL).mean())
-    midtone = float(((level > BLACK_LEVEL) & (level < WHITE_LEVEL)).mean())
-    if coloured > MAX_COLOURED or midtone > MAX_MIDTONE:
-        return False
-    return white >= MIN_WHITE or midtone <= MAX_MIDTONE_DENSE
-
-
-def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if (h, w) == (height, width):
-        return img
-    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_CUBIC
-    return cv2.resize(img, (width, height), interpolation=interp)
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """An (height, width) image centred on a square of side max(height, width), which is resized to ``size``."""
-
-    height: int
-    width: int
-    size: int
-
-    @property
-    def side(self) -> int:
-        return max(self.height, self.width)
-
-    @property
-    def offset(self) -> tuple[int, int]:
-        return (self.side - self.height) // 2, (self.side - self.width) // 2
-
-    def forward(self, img: np.ndarray, border: str) -> np.ndarray:
-        """Pad (``border``: "white" or "replicate") to the square and resize it to ``size``."""
-        top, left = self.offset
-        bottom, right = self.side - self.height - top, self.side - self.width - left
-        if top or bottom or left or right:
-            if border == "white":
-                img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-            else:
-                img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_REPLICATE)
-        return _resize(img, self.size, self.size)
-
-    def inverse(self, img: np.ndarray) -> np.ndarray:
-        """A (size, size[, C]) uint8 result back to (height, width[, C]): resize to the square, cut the padding."""
-        if self.side == self.size:
-            square = img
-        else:
-            square = np.clip(_resize(img.astype(np.float32), self.side, self.side) + 0.5, 0, 255).astype(np.uint8)
-        top, left = self.offset
-        return np.ascontiguousarray(square[top : top + self.height, left : left + self.width])
-
-
-@dataclass(frozen=True)
-class PreparedSketch:
-    sketch: np.ndarray  # uint8 (size, size)
-    letterbox: Letterbox
-    converted: bool  # the file was a colour image turned into a sketch with XDoG
-
-
-def prepare_sketch(path: Path, size: int, xdog_params: XDoGParams, sketch_type: str = "auto") -> PreparedSketch:
-    """The model-size sketch of a file; a colour image (``sketch_type`` "image", or "auto" and
-    :func:`looks_like_sketch` false) is resized first and then turned into a sketch with XDoG at the model size, as
-    the training sketches were made."""
-    rgb = load_rgb(path)
-    box = Letterbox(rgb.shape[0], rgb.shape[1], size)
-    convert = sketch_type == "image" or (sketch_type == "auto" and not looks_like_sketch(rgb))
-    if convert:
-        sigma = float(np.median(xdog_params.sigmas))
-        image = box.forward(rgb, border="replicate")
-        sketch = xdog_params.extract(image, sigma)
-    else:
-        gray = np.array(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
-        sketch = box.forward(gray, border="white")
-    return PreparedSketch(sketch, box, convert)
-
-
-def prepare_reference(path: Path, size: int) -> np.ndarray:
-    """The reference as the model saw references in training: short side resized to ``size``, centre square."""
-    return resize_center_crop(load_rgb(path), size)
-
-
-# -- trajectory ----------------------------------------------------------------------------------------------------
-
-
-def trajectory_steps(steps: int, frames: int) -> list[int]:
-    """Indices of the sampler steps shown in a trajectory grid: ``frames`` evenly spaced ones, the last included
-    (0 or >= steps: all)."""
-    if frames <= 0 or frames >= steps:
-        return list(range(steps))
-    return sorted({round(i * (steps - 1) / (frames - 1)) for i in range(frames)}) if frames > 1 else [steps - 1]
-
-
-class TrajectoryRecorder:
-    """Sampler callback keeping, at the chosen steps, the state x_i (scaled by 1/sqrt(1 + sigma^2) so that the
-    noisy early states stay visible) and the x0 prediction D(x_i; sigma_i), on the CPU."""
-
-    def __init__(self, keep: list[int]):
-        self.keep = set(keep)
-        self.states: list[torch.Tensor] = []
-        self.predictions: list[torch.Tensor] = []
-
-    def __call__(self, i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> None:
-        if i in self.keep:
-            self.states.append((x / math.sqrt(1.0 + float(sigma) ** 2)).float().cpu())
-            self.predictions.append(denoised.float().cpu())
-
-
-def trajectory_grid(sketch: torch.Tensor, reference: torch.Tensor, states: list[torch.Tensor],
-                    predictions: list[torch.Tensor]) -> np.ndarray:
-    """One image's denoising trajectory as a uint8 (H, W, 3) grid of two rows: the sketch, then the sampler's states
-    x_i from pure noise on; the reference, then the x0 predictions at the same steps (the last is the output)."""
-    top = [sketch.expand(3, -1, -1), *states]
-    bottom = [reference, *predictions]
-    tiles = torch.stack([((t.float() + 1) / 2).clamp(0, 1) for t in top + bottom])
-    grid = torchvision.utils.make_grid(tiles, nrow=len(top), padding=2, pad_value=1.0)
-    return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        raise UserError(f"{len(bad)} input file(s) are not readable images ({listing(bad)}); replace or remove them")
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -361,7 +205,7 @@ def checkpoint_xdog(datamodule_hp: dict) -> XDoGParams:
         return XDoGParams(
             tuple(datamodule_hp.get("xdog_sigmas", defaults.sigmas)), float(datamodule_hp.get("xdog_k", defaults.k)),
             float(datamodule_hp.get("xdog_p", defaults.p)), float(datamodule_hp.get("xdog_epsilon", defaults.epsilon)),
-            float(datamodule_hp.get("xdog_phi", defaults.phi)),
+            float(datamodule_hp.get("xdog_ramp", datamodule_hp.get("xdog_phi", defaults.ramp))),  # older: "xdog_phi"
             # checkpoints that do not record it were trained on the paper's XDoG
             str(datamodule_hp.get("xdog_contrast", "none")),
         )
@@ -436,10 +280,8 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     sampler = options.sampler or ("euler" if hp.sampler == "euler_diff" else hp.sampler)
     if sampler not in INFERENCE_SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(INFERENCE_SAMPLERS)}, got {sampler!r}")
-    if options.guidance_sketch is not None:
-        hp.guidance_sketch = float(options.guidance_sketch)
-    if options.guidance_reference is not None:
-        hp.guidance_reference = float(options.guidance_reference)
+    guidance = (float(hp.guidance_sketch if options.guidance_sketch is None else options.guidance_sketch),
+                float(hp.guidance_reference if options.guidance_reference is None else options.guidance_reference))
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
@@ -464,8 +306,8 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         guide = options.guide_factory(cond) if options.guide_factory is not None else None
         with torch.no_grad():
             result = model.sample(cond, steps=steps, sampler=sampler, seed=batch_seed(options.seed, index),
-                                  use_ema=True, guide=guide, callback=recorder, **options.extra_sampler_options)
-        pixels = ((result.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                                  guidance=guidance, guide=guide, callback=recorder, **options.extra_sampler_options)
+        pixels = quantize(result)
         for k, (job, prepared) in enumerate(zip(batch, sketches)):
             _save_png(prepared.letterbox.inverse(pixels[k].permute(1, 2, 0).numpy()), job.output)
             if recorder is not None and job.trajectory is not None:

@@ -1,4 +1,4 @@
-"""The phi* search that motivates SSIMBaD (DESIGN.md, "optimal_phi").
+"""The phi* search that motivates SSIMBaD (its choice of phi* by the linearity of SSIM's decay).
 
 For each candidate phi and each clean image x0: take the N-point grid evenly spaced in phi-space
 (:func:`models.phi.phi_grid`), measure y_i = SSIM(x0, clip(x0 + sigma_i n, -1, 1)) on [0, 1] images, and score the
@@ -25,9 +25,9 @@ from tqdm import tqdm
 from models.phi import Phi, phi_grid, rational
 from models.schedules import EDMSchedule, PhiSchedule, VPSchedule
 
-from .errors import UserError
-from .images import ImageReadError, list_images, load_rgb, resize_center_crop, to_tensor
-from .ssim import ssim
+from utils.errors import UserError
+from utils.images import ImageReadError, list_images, load_rgb, resize_center_crop, to_tensor
+from utils.ssim import ssim_box
 
 #: The paper's transform phi*(sigma) = sigma / (sigma + 0.3), whose grid is plotted next to DDPM's and EDM's.
 PHI_STAR_C = 0.3
@@ -88,7 +88,7 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> to
 
 def noised_ssim(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """SSIM(x0, clip(x0 + sigma n, -1, 1)) on [0, 1] images for every sigma ([K]); x0 and n are [1, C, H, W]."""
-    return ssim((x0 + 1) / 2, (add_noise(x0, noise, sigmas) + 1) / 2, data_range=1.0, reduction="none")
+    return ssim_box((x0 + 1) / 2, (add_noise(x0, noise, sigmas) + 1) / 2, data_range=1.0, reduction="none")
 
 
 class SSIMAlongSigmas:
@@ -172,7 +172,7 @@ def r_squared(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(defined, r2, torch.full_like(r2, math.nan))
 
 
-def summarize(name: str, r2: torch.Tensor, note: str = "") -> Score:
+def score_summary(name: str, r2: torch.Tensor, note: str = "") -> Score:
     """Mean and sample std of the finite R^2 values (NaN where none, std NaN below two)."""
     valid = r2[torch.isfinite(r2)]
     n = len(valid)
@@ -232,8 +232,8 @@ def search(images: torch.Tensor, noises: torch.Tensor, candidates: Sequence[Phi]
     ssim_values = ssim_on_grids(images, noises, {**grids, **{f"schedule:{k}": v for k, v in schedules.items()}},
                                 evaluate, progress)
 
-    scores = {name: summarize(name, r_squared(phis[name](grid), ssim_values[name])) for name, grid in grids.items()}
-    scores.update({name: summarize(name, torch.full((len(images),), math.nan), f"not scored: {reason}")
+    scores = {name: score_summary(name, r_squared(phis[name](grid), ssim_values[name])) for name, grid in grids.items()}
+    scores.update({name: score_summary(name, torch.full((len(images),), math.nan), f"not scored: {reason}")
                    for name, reason in skipped.items()})
     candidate_names = [phi.name for phi in candidates]
     step_index = torch.arange(steps, dtype=torch.float64)
@@ -243,6 +243,7 @@ def search(images: torch.Tensor, noises: torch.Tensor, candidates: Sequence[Phi]
         sweep=[(c, scores[rational(c).name]) for c in sweep_cs],
         schedule_sigmas=schedules,
         schedule_ssim=schedule_ssim,
-        schedule_scores={key: summarize(key, r_squared(step_index, values)) for key, values in schedule_ssim.items()},
+        schedule_scores={key: score_summary(key, r_squared(step_index, values))
+                         for key, values in schedule_ssim.items()},
     )
 

@@ -1,6 +1,8 @@
-"""The CPU heap setting of trajectory refinement (finetune.py, bench/finetune_memory.py)."""
+"""CPU settings of the entry scripts: every core for intra-op parallelism, and the heap setting of trajectory
+refinement (finetune.py, bench/finetune_memory.py)."""
 import ctypes
 import ctypes.util
+import os
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
@@ -19,3 +21,12 @@ def limit_heap_fragmentation(threshold: int = 256 * 1024) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False
+
+
+def use_all_cores() -> None:
+    """Every core for intra-op parallelism on CPU runs (PyTorch may default to fewer in containers), unless
+    OMP_NUM_THREADS says otherwise."""
+    import torch
+
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)

@@ -1,21 +1,15 @@
 """The LightningCLI shared by pretrain.py and finetune.py."""
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 
-import torch
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from data.datamodule import ColorizationDataModule
+from models.checkpoint import AtomicCheckpointIO, read_checkpoint
+from utils.cpu import use_all_cores
 from utils.errors import UserError
-
-
-def _cpu_threads() -> None:
-    """Use every core for intra-op parallelism on CPU runs (PyTorch may default to fewer in containers)."""
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)
 
 
 class ColorizationCLI(LightningCLI):
@@ -28,8 +22,6 @@ class ColorizationCLI(LightningCLI):
         `test --model.steps 50 --ckpt_path X` would silently sample with the training value.) Pass the training
         config (saved as config.yaml next to the logs) when testing or resuming; a mismatching architecture then
         fails at weight loading."""
-        from models.checkpoint import read_checkpoint  # noqa: PLC0415 - the entry scripts' package
-
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand) if subcommand else None
         ckpt_path = config.get("ckpt_path") if config is not None else None
@@ -40,8 +32,6 @@ class ColorizationCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""
-        from models.checkpoint import AtomicCheckpointIO  # noqa: PLC0415
-
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -55,13 +45,9 @@ class ColorizationCLI(LightningCLI):
         return kwargs
 
 
-def run_cli(model_class_path: str, args: list[str] | None = None) -> None:
-    """Run the LightningCLI of ``model_class_path`` on ``args`` (default: the command line)."""
-    module, _, name = model_class_path.rpartition(".")
-    model_class = getattr(importlib.import_module(module), name)
-    from data.datamodule import ColorizationDataModule
-
-    _cpu_threads()
+def run_cli(model_class: type, args: list[str] | None = None) -> None:
+    """Run the LightningCLI of ``model_class`` on ``args`` (default: the command line); a UserError is one line."""
+    use_all_cores()
     try:
         ColorizationCLI(
             model_class,

@@ -1,6 +1,6 @@
 """Score a test-output folder written by ``pretrain.py test`` against its two trivial baselines, and draw a grid.
 
-    python -m utils.demo_report --outputs outputs/demo/test --out outputs/demo
+    python -m apps.demo_report --outputs outputs/demo/test --out outputs/demo
 
 Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target}, "cross": {...}},
 "baselines": {"reference": {...}, "gray_sketch": {...}}} and ``grid.png`` (rows: sketch | reference | output |
@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from models.colorizer import image_grid
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
-from utils.images import load_rgb, save_image, to_tensor
+from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
 FOLDERS = ("gt", "sketch", "same", "cross", "reference_same", "reference_cross")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .images import to_uint8  # noqa: E402
+from utils.images import to_uint8  # noqa: E402
 
 
 def plot_ssim_curve(ssim: torch.Tensor, sigmas: torch.Tensor, title: str, r2_mean: float, path: str | Path) -> None:
