@@ -114,3 +114,22 @@ def test_lightning_load_from_checkpoint_is_the_safe_loader(tiny_model, tmp_path)
 def test_registry_holds_the_project_classes_only():
     assert set(NETWORKS) == {"models.unet.UNet"}
     assert all(name.startswith("models.schedules.") for name in SCHEDULES)
+
+
+def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_path):
+    """Older checkpoints name the same classes; their data options say xdog_phi and record no XDoG contrast (they
+    were trained on the paper's XDoG, which colorize.py then keeps)."""
+    from apps.colorize import checkpoint_xdog
+
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    data = ckpt["datamodule_hyper_parameters"]
+    data["xdog_phi"] = data.pop("xdog_ramp")
+    del data["xdog_contrast"]
+    assert ckpt["model_class"] == "models.colorizer.DiffusionColorizer"
+    assert ckpt["hyper_parameters"]["net"]["class_path"] == "models.unet.UNet"
+    path = tmp_path / "old.ckpt"
+    torch.save(ckpt, path)
+    loaded = read_checkpoint(path)
+    assert isinstance(load_colorizer(path), DiffusionColorizer)
+    params = checkpoint_xdog(loaded.datamodule_hparams)
+    assert params.contrast == "none" and params.ramp == data["xdog_phi"]
