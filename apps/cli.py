@@ -28,7 +28,7 @@ class ColorizationCLI(LightningCLI):
         if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
             model = config.get("model") or {}
             trusted = {(model.get(key) or {}).get("class_path") for key in ("net", "schedule")} - {None}
-            read_checkpoint(ckpt_path, trusted=trusted)
+            read_checkpoint(ckpt_path, trusted=trusted, mmap=True)  # the names only: tensors stay on disk
 
     def instantiate_trainer(self, **kwargs):
         """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""

@@ -126,13 +126,14 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    trusted: Iterable[str] = ()) -> Checkpoint:
-    """Read a checkpoint of this project with ``weights_only=True`` and check every class name it holds."""
+                    trusted: Iterable[str] = (), mmap: bool = False) -> Checkpoint:
+    """Read a checkpoint of this project with ``weights_only=True`` and check every class name it holds
+    (``mmap``: map the tensors instead of reading them, for a check before Lightning reads the file itself)."""
     path, trusted = Path(path), frozenset(trusted)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass the .ckpt written by pretrain.py or finetune.py")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # unpickling refused or a corrupt file: both are the user's file, not our bug
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path}: not a loadable checkpoint ({first})") from None
