@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -112,7 +112,6 @@ class Checkpoint:
     net: str
     schedule: str
     model_class: str
-    trusted: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def hparams(self) -> dict:
@@ -148,7 +147,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
             raise UserError(f"{path}: not a checkpoint of this project (hyper_parameters.{key} is not a class spec)")
         names[key] = _named(entry.get("class_path"), "network" if key == "net" else "schedule", path, trusted)
     model_class = _named(data.get("model_class", DEFAULT_MODULE), "model class", path, trusted)
-    return Checkpoint(path, data, names["net"], names["schedule"], model_class, trusted)
+    return Checkpoint(path, data, names["net"], names["schedule"], model_class)
 
 
 def load_weights(module: nn.Module, state_dict: dict, path: str | Path, what: str = "the model it describes") -> None:
