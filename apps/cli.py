@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
@@ -10,6 +11,41 @@ from data.datamodule import ColorizationDataModule
 from models.checkpoint import AtomicCheckpointIO, read_checkpoint
 from utils.cpu import use_all_cores
 from utils.errors import UserError
+
+
+MODEL_DEFINING = ("net", "schedule", "prediction", "sigma_data")  # what the weights mean; sampling options may differ
+
+
+def _plain(value: Any) -> Any:
+    """A config value (jsonargparse Namespace, tuple) as plain dicts and lists, for comparison with a checkpoint."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def model_mismatches(model_config: Any, hparams: dict) -> list[str]:
+    """The model-defining options on which the configured model and a checkpoint's hyperparameters disagree, as
+    'name: config X, checkpoint Y' (options the config leaves unset, or the checkpoint lacks, are not compared)."""
+    config, saved = _plain(model_config or {}), _plain(hparams)
+    found = []
+    for key in MODEL_DEFINING:
+        mine, theirs = config.get(key), saved.get(key)
+        if mine is None or theirs is None:
+            continue
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            if mine.get("class_path") != theirs.get("class_path"):
+                found.append(f"{key}: config {mine.get('class_path')}, checkpoint {theirs.get('class_path')}")
+                continue
+            args, saved_args = mine.get("init_args") or {}, theirs.get("init_args") or {}
+            found += [f"{key}.{name}: config {args[name]!r}, checkpoint {saved_args[name]!r}"
+                      for name in sorted(set(args) & set(saved_args)) if args[name] != saved_args[name]]
+        elif mine != theirs:
+            found.append(f"{key}: config {mine!r}, checkpoint {theirs!r}")
+    return found
 
 
 class ColorizationCLI(LightningCLI):
@@ -21,14 +57,21 @@ class ColorizationCLI(LightningCLI):
         (LightningCLI would overwrite the config with the hyperparameters stored in the checkpoint, so
         `test --model.steps 50 --ckpt_path X` would silently sample with the training value.) Pass the training
         config (saved as config.yaml next to the logs) when testing or resuming; a mismatching architecture then
-        fails at weight loading."""
+        fails at weight loading, and a model-defining option (network, schedule, prediction, sigma_data) that
+        differs from the checkpoint's is a one-line error: the same weights under another preconditioning or
+        schedule load without complaint and sample noise."""
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand) if subcommand else None
         ckpt_path = config.get("ckpt_path") if config is not None else None
         if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
             model = config.get("model") or {}
             trusted = {(model.get(key) or {}).get("class_path") for key in ("net", "schedule")} - {None}
-            read_checkpoint(ckpt_path, trusted=trusted, mmap=True)  # the names only: tensors stay on disk
+            ckpt = read_checkpoint(ckpt_path, trusted=trusted, mmap=True)  # the names only: tensors stay on disk
+            found = model_mismatches(model, ckpt.hparams)
+            if found:
+                raise UserError(f"{ckpt_path}: the configured model differs from the checkpoint's ("
+                                f"{'; '.join(found[:3])}{'; ...' if len(found) > 3 else ''}); pass the config it "
+                                "was trained with (config.yaml next to its logs), or the same options")
 
     def instantiate_trainer(self, **kwargs):
         """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""

@@ -35,7 +35,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
     Args:
         net: the network F (default: the paper's U-Net).
         schedule: the noise schedule (default: SSIMBaD's phi*(sigma) = sigma / (sigma + 0.3)).
-        prediction: "edm" (x0 preconditioning of EDM) or "eps" (VP / DDPM noise prediction).
+        prediction: "edm" (x0 preconditioning of EDM), "x0" (the clean image, no skip path) or "eps" (VP / DDPM
+            noise prediction).
         sigma_data: EDM's data standard deviation.
         loss_weighting: "none" (the official code: plain MSE on D) or "edm" (lambda(sigma) = 1 / c_out^2).
         p_drop_sketch, p_drop_reference: condition dropout for classifier-free guidance (independent).

@@ -5,6 +5,10 @@
 with the network F conditioned on the sketch S (1 channel) and the reference R (3 channels); c_noise comes from the
 active noise schedule (phi(sigma) for SSIMBaD). ``prediction="eps"`` gives EDM's VP preconditioning
 (c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(sigma^2 + 1)): F predicts the noise, as DDPM does.
+``prediction="x0"`` drops the skip path (c_skip = 0, c_out = sigma_data, EDM's c_in): F predicts the clean image
+itself, so the input noise reaches the output only through what the network fails to remove. With EDM's
+c_skip the network must instead reproduce and cancel the noise term c_skip x exactly, which a short run does not
+learn at mid sigma (the flat-region speckle; README, "Sample quality").
 """
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ class Cond(NamedTuple):
 class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, sigma_data: float = 0.5, prediction: str = "edm"):
         super().__init__()
-        if prediction not in ("edm", "eps"):
-            raise ValueError(f"prediction must be 'edm' or 'eps', got {prediction!r}")
+        if prediction not in ("edm", "eps", "x0"):
+            raise ValueError(f"prediction must be 'edm', 'eps' or 'x0', got {prediction!r}")
         self.net, self.schedule, self.sigma_data, self.prediction = net, schedule, sigma_data, prediction
 
     def scalings(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,6 +39,8 @@ class Denoiser(nn.Module):
         if self.prediction == "eps":
             return torch.ones_like(sigma), -sigma, 1 / (sigma**2 + 1).sqrt()
         sd2 = self.sigma_data**2
+        if self.prediction == "x0":  # F's target y / sigma_data has unit variance; lambda = 1 / c_out^2 is constant
+            return torch.zeros_like(sigma), torch.full_like(sigma, self.sigma_data), 1 / (sigma**2 + sd2).sqrt()
         return sd2 / (sigma**2 + sd2), sigma * self.sigma_data / (sigma**2 + sd2).sqrt(), 1 / (sigma**2 + sd2).sqrt()
 
     def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:

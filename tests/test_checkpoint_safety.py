@@ -133,3 +133,36 @@ def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_
     assert isinstance(load_colorizer(path), DiffusionColorizer)
     params = checkpoint_xdog(loaded.datamodule_hparams)
     assert params.contrast == "none" and params.ramp == data["xdog_phi"]
+
+
+@pytest.mark.parametrize("option", [["--model.prediction", "x0"],
+                                    ["--model.schedule", "models.schedules.EDMSchedule"],
+                                    ["--model.net.init_args.base_channels", "8"]])
+def test_cli_refuses_a_config_that_gives_the_weights_another_meaning(tiny_model, tmp_path, capsys, one_thread, option):
+    """The tiny checkpoint was trained with EDM preconditioning, the phi schedule and 16 base channels: testing it
+    under another preconditioning or schedule would load the same weights silently and sample noise."""
+    common = ["--config", str(ROOT / "tests" / "tiny.yaml"), "--data.root", str(tiny_model.faces),
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(tiny_model.checkpoint)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(DiffusionColorizer, ["test", *common, *option])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error:") and "differs from the checkpoint's" in err
+    assert option[0].split(".")[1] in err  # names the option (prediction, schedule, net)
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_mismatches_compares_only_what_both_sides_set():
+    from jsonargparse import Namespace
+
+    from apps.cli import model_mismatches
+
+    saved = {"prediction": "edm", "sigma_data": 0.5, "steps": 6,
+             "net": {"class_path": "models.unet.UNet", "init_args": {"channel_mult": (1, 2), "dropout": 0.0}}}
+    config = Namespace(prediction="edm", steps=50, net=Namespace(class_path="models.unet.UNet",
+                                                                 init_args=Namespace(channel_mult=[1, 2])))
+    assert model_mismatches(config, saved) == []  # steps is a sampling option; tuples equal lists
+    config.net.init_args.channel_mult = [1, 2, 2]
+    config.sigma_data = 1.0
+    assert model_mismatches(config, saved) == ["net.channel_mult: config [1, 2, 2], checkpoint [1, 2]",
+                                               "sigma_data: config 1.0, checkpoint 0.5"]

@@ -50,6 +50,25 @@ def test_eps_prediction_reconstructs_x0_from_true_noise():
     torch.testing.assert_close(den(x0 + sigma * n, sigma, Cond(x0[:, :1], x0)), x0)
 
 
+def test_x0_prediction_has_no_skip_path_and_unit_variance_target():
+    """prediction="x0": D = sigma_data F, whatever the noise in x; F's target y / sigma_data has std 1 for data
+    of std sigma_data, and the EDM weighting 1 / c_out^2 is the same at every sigma (plain x0 MSE, scaled)."""
+    x0, n = 0.5 * torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, inp, c_noise):
+            return x0 / 0.5
+
+    den = Denoiser(Oracle(), PhiSchedule(), prediction="x0")
+    for sigma in (1e-4, 0.5, 80.0):  # the noise never reaches the output through a skip path
+        torch.testing.assert_close(den(x0 + sigma * n, sigma, Cond(x0[:, :1], x0)), x0)
+    c_skip, c_out, c_in = den.scalings(torch.tensor([1e-4, 0.5, 80.0]))
+    assert torch.all(c_skip == 0) and torch.allclose(den.loss_weight(torch.tensor([1e-4, 80.0])), torch.tensor(4.0))
+    torch.testing.assert_close(c_in, Denoiser(Oracle(), PhiSchedule()).scalings(torch.tensor([1e-4, 0.5, 80.0]))[2])
+    with pytest.raises(ValueError, match="'x0'"):
+        Denoiser(Oracle(), PhiSchedule(), prediction="v")
+
+
 @pytest.mark.parametrize("size", [16, 32, 48])
 def test_unet_shapes_and_eval_determinism(size):
     net = tiny_unet(attn_levels=(1,), dropout=0.1)
