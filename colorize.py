@@ -42,6 +42,8 @@ examples:
   python colorize.py --checkpoint last.ckpt --sketch sketch.png --reference ref.jpg --out results/
   python colorize.py --checkpoint last.ckpt --sketch test/sketch --reference test/reference_cross --out out/cross
   python colorize.py --checkpoint last.ckpt --sketch photos/ --reference ref.png --out out/ --save-trajectory
+  python colorize.py --checkpoint last.ckpt --sketch s.png --reference ref.png --out out/ --realism 0.5
+  python colorize.py --checkpoint last.ckpt --sketch s.png --reference ref.png --out out/ --sigma-start 2 --init flat
 
 Same inputs, options, --seed, --batch-size and machine: byte-identical files. Bad input: one line, exit status 2.
 """
@@ -85,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--batch-size", type=int, default=8, metavar="N", help="sketches per batch (default 8)")
     sampling.add_argument("--device", metavar="cpu|cuda", help="cpu or cuda (default: cuda when available)")
 
+    controls = parser.add_argument_group(
+        "controls", "realism (DiSS): low-pass the sketch to N = size / 8^S pixels and back, so that the model follows\n"
+        "the lines less and its prior more; noise start (PASD's adjustable noise schedule): start from an image noised\n"
+        "to --sigma-start instead of pure noise at sigma_max, on the grid truncated there (fewer network evaluations)")
+    controls.add_argument("--realism", type=float, metavar="S", help="realism weight in [0, 1] (0 = the sketch as "
+                          "drawn; default: the checkpoint's, 0 unless configured)")
+    controls.add_argument("--sigma-start", type=float, metavar="SIGMA", help="noise level to start from (default: "
+                          "pure noise at the grid's sigma_max); e.g. 1 keeps the init's colours, 10 only its palette")
+    controls.add_argument("--init", default="reference", metavar="reference|flat|FILE", help="the image a "
+                          "--sigma-start run starts from: the reference, its mean colour as a flat fill, or an image "
+                          "file such as an earlier result (fitted to each sketch like the sketch; default reference)")
+
     guidance = parser.add_argument_group(
         "guidance", "classifier-free guidance over sketch and reference (DiSS; a scale other than 1 costs three\n"
         "network evaluations per step instead of one) and SSIM guidance towards the input sketch (a backward pass\n"
@@ -115,7 +129,8 @@ def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
         guidance_reference=args.guidance_reference, seed=args.seed, batch_size=args.batch_size, size=args.size,
         device=args.device, sketch_type=args.sketch_type, save_trajectory=args.save_trajectory,
         trajectory_frames=args.trajectory_frames, overwrite=args.overwrite, guide_factory=guide_factory(args),
-        trusted_classes=tuple(args.trust_class),
+        trusted_classes=tuple(args.trust_class), realism=args.realism, sigma_start=args.sigma_start,
+        init=args.init,
     )
 
 
@@ -129,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
                       trajectory_dir=args.trajectory_dir)
     print(f"model: {args.checkpoint} (EMA weights), {result.sampler} sampler, {result.steps} steps, "
           f"{result.size}x{result.size} px ({result.size_source}), device {result.device}, seed {args.seed}")
+    if result.realism or result.sigma_start is not None:
+        start = f", noise start at sigma {result.sigma_start:g} from {args.init}" if result.sigma_start is not None \
+            else ""
+        print(f"controls: realism {result.realism:g}{start}")
     if result.converted:
         shown = listing(result.converted)
         print(f"note: {len(result.converted)} colour image(s) given as sketches were turned into sketches with XDoG "

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -43,13 +44,14 @@ from tqdm import tqdm
 
 from data.folder import ImageEntry, pair_by_name, scan_folder
 from utils.errors import UserError, listing
-from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, quantize, to_tensor
+from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, quantize, to_tensor
 from utils.xdog import XDoGParams
 
 from .colorize_inputs import TrajectoryRecorder, prepare_reference, prepare_sketch, trajectory_grid, trajectory_steps
 
 SKETCH_TYPES = ("auto", "sketch", "image")
 INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m")
+INIT_KINDS = ("reference", "flat")
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
 GuideFactory = Callable[["Cond"], Guide | None]  # noqa: F821 - models.denoiser.Cond, imported lazily
@@ -163,6 +165,12 @@ class ColorizeOptions:
     sketch_type: str = "auto"
     save_trajectory: bool = False
     trajectory_frames: int = 10
+    #: DiSS realism weight in [0, 1] (None: the checkpoint's, 0 unless configured).
+    realism: float | None = None
+    #: Adjustable noise start: sample from ``init`` noised to this sigma (None: the checkpoint's, pure noise unless
+    #: configured). ``init``: "reference", "flat" (the reference's mean colour) or an image file (an earlier result).
+    sigma_start: float | None = None
+    init: str = "reference"
     overwrite: bool = False
     progress: bool = True
     #: Gradient guidance at sampling time (see the module docstring); called once per batch with its Cond.
@@ -181,6 +189,8 @@ class ColorizeResult:
     device: str
     steps: int
     sampler: str
+    realism: float = 0.0
+    sigma_start: float | None = None
 
 
 def resolve_size(size: int | None, datamodule_hp: dict, checkpoint: Path, factor: int) -> tuple[int, str]:
@@ -239,6 +249,22 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG")
 
 
+def initial_images(init: str, reference: torch.Tensor, sketches: list, init_rgb: np.ndarray | None) -> torch.Tensor:
+    """The images a noise start begins from, in [-1, 1] like the reference batch: the reference itself, its mean
+    colour as a flat fill, or ``init_rgb`` (an earlier result) letterboxed like each sketch."""
+    if init == "reference":
+        return reference
+    if init == "flat":
+        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+    images = []
+    for prepared in sketches:
+        box = prepared.letterbox
+        fitted = cv2.resize(init_rgb, (box.width, box.height), interpolation=cv2.INTER_AREA) \
+            if init_rgb.shape[:2] != (box.height, box.width) else init_rgb
+        images.append(to_tensor(box.forward(fitted, border="replicate")))
+    return torch.stack(images).to(reference.device)
+
+
 def check_options(options: ColorizeOptions) -> None:
     if options.steps is not None and options.steps < 1:
         raise UserError(f"--steps must be at least 1, got {options.steps}")
@@ -248,6 +274,17 @@ def check_options(options: ColorizeOptions) -> None:
         raise UserError(f"--sketch-type must be one of {', '.join(SKETCH_TYPES)}, got {options.sketch_type!r}")
     if options.trajectory_frames < 0:
         raise UserError(f"--trajectory-frames must be 0 (all) or more, got {options.trajectory_frames}")
+    if options.realism is not None and not 0.0 <= options.realism <= 1.0:
+        raise UserError(f"--realism must be in [0, 1], got {options.realism}")
+    if options.sigma_start is not None and not options.sigma_start > 0:
+        raise UserError(f"--sigma-start must be positive, got {options.sigma_start}")
+    if options.init not in INIT_KINDS:
+        path = Path(options.init)
+        if not path.is_file() or not _is_image_file(path):
+            raise UserError(f"--init {options.init}: expected {', '.join(INIT_KINDS)} or an image file")
+        problem = _header_problem(path)
+        if problem is not None:
+            raise UserError(f"--init {problem}; pass a readable image")
 
 
 def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options: ColorizeOptions | None = None,
@@ -264,6 +301,7 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     device = resolve_device(options.device)
 
     from models.checkpoint import build_model, read_checkpoint  # noqa: PLC0415 - slow imports; errors come first
+    from models.controls import start_grid  # noqa: PLC0415
     from models.denoiser import Cond  # noqa: PLC0415
 
     checkpoint = Path(checkpoint)
@@ -286,8 +324,14 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    realism = float(hp.get("realism", 0.0) if options.realism is None else options.realism)
+    sigma_start = hp.get("sigma_start") if options.sigma_start is None else options.sigma_start
+    init_rgb = load_rgb(Path(options.init)) if sigma_start is not None and options.init not in INIT_KINDS else None
+
     model = model.to(device)
-    keep = trajectory_steps(steps, options.trajectory_frames)
+    # A noise start samples on a truncated grid: the trajectory shows its steps.
+    sampled_steps = len(start_grid(model.schedule.grid(steps), sigma_start)) - 1
+    keep = trajectory_steps(sampled_steps, options.trajectory_frames)
     # One reference for many sketches is loaded once; references paired by name are loaded with their batch.
     shared_reference = prepare_reference(jobs[0].reference, size) if len({j.reference for j in jobs}) == 1 else None
     converted: list[str] = []
@@ -304,9 +348,11 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         )
         recorder = TrajectoryRecorder(keep) if options.save_trajectory else None
         guide = options.guide_factory(cond) if options.guide_factory is not None else None
+        init = initial_images(options.init, cond.reference, sketches, init_rgb) if sigma_start is not None else None
         with torch.no_grad():
             result = model.sample(cond, steps=steps, sampler=sampler, seed=batch_seed(options.seed, index),
-                                  guidance=guidance, guide=guide, callback=recorder, **options.extra_sampler_options)
+                                  guidance=guidance, guide=guide, callback=recorder, realism=realism,
+                                  init=init, sigma_start=sigma_start, **options.extra_sampler_options)
         pixels = quantize(result)
         for k, (job, prepared) in enumerate(zip(batch, sketches)):
             _save_png(prepared.letterbox.inverse(pixels[k].permute(1, 2, 0).numpy()), job.output)
@@ -314,4 +360,4 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
                 grid = trajectory_grid(cond.sketch[k].cpu(), cond.reference[k].cpu(),
                                        [s[k] for s in recorder.states], [p[k] for p in recorder.predictions])
                 _save_png(grid, job.trajectory)
-    return ColorizeResult(jobs, size, size_source, converted, str(device), steps, sampler)
+    return ColorizeResult(jobs, size, size_source, converted, str(device), steps, sampler, realism, sigma_start)

@@ -19,6 +19,7 @@ from utils.errors import TrainingDiverged
 
 from .checkpoint import class_path, load_colorizer, spec
 from .denoiser import Cond, Denoiser
+from .controls import realism_size
 from .ema import ema_update
 from .evaluation import EvaluationMixin
 from .guidance import drop_conditions
@@ -51,6 +52,9 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
             the value measured on the 64 px demo).
         guidance_target: "sketch" (XDoG of the prediction vs the input sketch) or "gt" (an oracle for analysis:
             the test folder gets an "-oracle" suffix and the metrics are logged as ``test_oracle/...``).
+        realism: DiSS's realism weight in [0, 1] at sampling (0: the sketch as drawn; :mod:`models.controls`).
+        sigma_start: adjustable noise start (PASD): sample from the reference noised to this sigma, on the grid
+            truncated there (None: pure noise at sigma_max).
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         test_output_dir: str | None = None,
         guidance_ssim_scale: float = 0.0,
         guidance_target: str = "sketch",
+        realism: float = 0.0,
+        sigma_start: float | None = None,
     ):
         super().__init__()
         net = net if net is not None else UNet()
@@ -86,6 +92,9 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         get_sampler(sampler)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
+        realism_size(64, realism)  # raises outside [0, 1]
+        if sigma_start is not None and sigma_start <= 0:
+            raise ValueError(f"sigma_start must be positive (or None for pure noise), got {sigma_start}")
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.
         self.hparams["net"], self.hparams["schedule"] = spec(net), spec(schedule)
@@ -111,15 +120,21 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
     def sample(
         self, cond: Cond, *, steps: int | None = None, sampler: str | None = None, seed: int | None = None,
         use_ema: bool = True, guidance: tuple[float, float] | None = None, guide=None, callback=None,
+        realism: float | None = None, init: torch.Tensor | None = None, sigma_start: float | None = None,
         **sampler_options,
     ) -> torch.Tensor:
-        """Colorize ``cond`` with the EMA (or raw) denoiser; None keeps the configured steps, sampler and
-        classifier-free guidance scales (sketch, reference). See :func:`models.sampling.sample`."""
+        """Colorize ``cond`` with the EMA (or raw) denoiser; None keeps the configured steps, sampler,
+        classifier-free guidance scales (sketch, reference), realism and noise start (from ``init``, by default the
+        reference). See :func:`models.sampling.sample`."""
         hp = self.hparams
+        realism = hp.get("realism", 0.0) if realism is None else realism
+        sigma_start = hp.get("sigma_start") if sigma_start is None else sigma_start
+        if sigma_start is not None and init is None:
+            init = cond.reference
         return sample(self.ema if use_ema else self.denoiser, self.schedule, cond, steps or hp.steps,
                       sampler or hp.sampler, seed=seed, device=self.device,
                       guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,
-                      callback=callback, **sampler_options)
+                      callback=callback, realism=realism, init=init, sigma_start=sigma_start, **sampler_options)
 
     # -- training ----------------------------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """Sampling a colorization: seeded noise at sigma_max, the schedule's grid, optional classifier-free guidance
-(:class:`~models.guidance.GuidedDenoiser`) and gradient guidance, then one of :mod:`models.samplers`.
+(:class:`~models.guidance.GuidedDenoiser`) and gradient guidance, then one of :mod:`models.samplers`; the
+controls of :mod:`models.controls` (realism, noise start) change the sketch, the start and the grid.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .controls import lowpass_sketch, start_grid
 from .denoiser import Cond
 from .guidance import GuidedDenoiser
 from .samplers import get_sampler
@@ -15,21 +17,32 @@ from .schedules import NoiseSchedule
 def sample(
     denoiser: nn.Module, schedule: NoiseSchedule, cond: Cond, steps: int, sampler: str, *, seed: int | None = None,
     device: torch.device | str = "cpu", guidance: tuple[float, float] = (1.0, 1.0), guide=None, callback=None,
-    **sampler_options,
+    realism: float = 0.0, init: torch.Tensor | None = None, sigma_start: float | None = None, **sampler_options,
 ) -> torch.Tensor:
     """x_0 from x_T = sigma_max n on the ``steps``-point grid of ``schedule``. The noise comes from a CPU generator
     seeded with ``seed`` (reproducible on any device), ``guidance`` = (s_sketch, s_reference) wraps the denoiser in
     2-D classifier-free guidance unless both are 1, ``guide`` adds gradient guidance (SSIM guidance) after each
-    step."""
+    step. ``realism`` > 0 low-passes the sketch; ``init`` (images in [-1, 1] like the output) with ``sigma_start``
+    below sigma_max starts from init + sigma_start n on the grid truncated there (the same noise n)."""
     if guide is not None and torch.is_inference_mode_enabled():
         # Gradient guidance differentiates through the denoiser: leave inference mode (Lightning tests in it).
         with torch.inference_mode(False):
             return sample(denoiser, schedule, Cond(*(t.clone() for t in cond)), steps, sampler, seed=seed,
-                          device=device, guidance=guidance, guide=guide, callback=callback, **sampler_options)
+                          device=device, guidance=guidance, guide=guide, callback=callback, realism=realism,
+                          init=init, sigma_start=sigma_start, **sampler_options)
     if tuple(guidance) != (1.0, 1.0):
         denoiser = GuidedDenoiser(denoiser, *guidance)
-    sigmas = schedule.grid(steps, device=device)
+    if realism:
+        cond = Cond(lowpass_sketch(cond.sketch, realism), cond.reference)
+    full = schedule.grid(steps, device=device)
+    sigmas = start_grid(full, sigma_start)
     b, _, h, w = cond.reference.shape
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    x = torch.randn((b, 3, h, w), generator=gen).to(device) * sigmas[0]
+    noise = torch.randn((b, 3, h, w), generator=gen).to(device)
+    if sigma_start is not None and init is None:
+        raise ValueError("sigma_start needs an initial image (init)")
+    if sigmas is not full:  # a noise start (PASD's ANS)
+        x = init.to(device=device, dtype=noise.dtype).expand_as(noise) + sigmas[0] * noise
+    else:
+        x = noise * sigmas[0]
     return get_sampler(sampler)(denoiser, x, sigmas, cond, guide=guide, callback=callback, **sampler_options)

@@ -91,6 +91,27 @@ def test_ssim_guidance_changes_the_output_and_zero_is_off(tiny_model, inputs, tm
     assert "--guidance-ssim must be >= 0" in error_line(capsys, excinfo)
 
 
+def test_realism_and_noise_start_change_the_output_and_are_off_at_their_neutral_values(tiny_model, inputs, tmp_path,
+                                                                                       capsys):
+    runs = {"plain": (), "realism0": ("--realism", 0), "realism": ("--realism", 1),
+            "start_max": ("--sigma-start", 80), "start": ("--sigma-start", 0.5, "--init", "flat"),
+            "start_file": ("--sigma-start", 0.5, "--init", inputs["face"])}
+    for out, extra in runs.items():
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / out, "--sampler", "euler", *extra)
+    got = {name: files(tmp_path / name) for name in runs}
+    assert got["realism0"] == got["plain"] and got["start_max"] == got["plain"]
+    for name in ("realism", "start", "start_file"):
+        assert sorted(got[name]) == sorted(got["plain"]) and all(got[name][k] != got["plain"][k] for k in got[name])
+    assert got["start"] != got["start_file"]
+    for bad, message in ((("--realism", 2), "--realism must be in [0, 1]"),
+                         (("--sigma-start", 0), "--sigma-start must be positive"),
+                         (("--sigma-start", 1, "--init", tmp_path / "none.png"), "--init")):
+        with pytest.raises(SystemExit) as excinfo:
+            run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "bad", *bad)
+        assert message in error_line(capsys, excinfo)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_refuses_to_overwrite_before_any_work(tiny_model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     run(tiny_model, inputs["sketches"], inputs["face"], out, "--seed", 1)
