@@ -2,9 +2,12 @@
 
     python -m apps.demo_report --outputs outputs/demo/test --out outputs/demo
 
-Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target}, "cross": {...}},
-"baselines": {"reference": {...}, "gray_sketch": {...}}} and ``grid.png`` (rows: sketch | reference | output |
-target, same-reference then cross-reference). The baselines are the input (warped) reference itself and the sketch
+Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target, colour_distance},
+"cross": {...}}, "baselines": {"reference": {...}, "gray_sketch": {...}}, "target_colour_distance": {"same", "cross"}}
+and ``grid.png`` (rows: sketch | reference | output | target, same-reference then cross-reference).
+``colour_distance`` (:func:`utils.metrics.colour_distance`, Delta E) is how far an output's colours are from the
+reference it was given; ``target_colour_distance`` is the same figure for the ground truth, the value a model that
+ignored the reference and guessed the true colours would get. The baselines are the input (warped) reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
 """
 from __future__ import annotations
@@ -37,13 +40,25 @@ def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
     return {key: metrics.summarize(values)["mean"] for key, values in scores.items()}
 
 
+def colour_scores(reference_dir: Path, fake_dir: Path) -> float:
+    """Mean colour distance of the images of ``fake_dir`` to their namesakes in ``reference_dir``."""
+    values: list[float] = []
+    for _, reference, fake in iter_pair_batches(match_pairs(reference_dir, fake_dir), batch_size=64):
+        values += metrics.colour_distance(reference, fake).tolist()
+    return metrics.summarize(values)["mean"]
+
+
 def report(outputs: Path) -> dict:
     missing = [name for name in FOLDERS if not (outputs / name).is_dir()]
     if missing:
         raise UserError(f"{outputs} lacks {', '.join(missing)}; run `pretrain.py test` with this output folder first")
     gt = outputs / "gt"
+    model = {key: {**paired_scores(gt, outputs / key),
+                   "colour_distance": colour_scores(outputs / f"reference_{key}", outputs / key)}
+             for key in ("same", "cross")}
     return {
-        "model": {"same": paired_scores(gt, outputs / "same"), "cross": paired_scores(gt, outputs / "cross")},
+        "model": model,
+        "target_colour_distance": {key: colour_scores(outputs / f"reference_{key}", gt) for key in ("same", "cross")},
         "baselines": {
             "reference": {"same": paired_scores(gt, outputs / "reference_same"),
                           "cross": paired_scores(gt, outputs / "reference_cross")},
@@ -83,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, same, cross in rows:
         print(f"{name:22s} {same['psnr']:10.2f} {cross['psnr']:10.2f} {same['ssim']:10.4f} {cross['ssim']:10.4f} "
               f"{same['flat_noise']:10.1f} {cross['flat_noise']:11.1f}")
+    colours = result["model"]
+    print(f"colour distance to the given reference (Delta E): same {colours['same']['colour_distance']:.1f}, "
+          f"cross {colours['cross']['colour_distance']:.1f}; the targets' own: "
+          f"same {result['target_colour_distance']['same']:.1f}, cross {result['target_colour_distance']['cross']:.1f}")
     target = result["model"]["same"]["flat_noise_target"]
     print(f"flat-region noise: mean |Laplacian| in the target's flat regions (8-bit units); the target's own: "
           f"{target:.1f}")

@@ -144,3 +144,24 @@ def test_paper_table_from_result_files(folders, capsys, tmp_path):
     assert method == "jpeg" and psnr.endswith(" / inf") and ms_ssim == "n/a / n/a" and fid.startswith("– / ")
     assert any("MS-SSIM needs images of at least 176 px" in note for note in notes)
     assert any("randomly initialised Inception" in note for note in notes)
+
+
+def test_colour_distance_to_the_given_reference(folders, tmp_path, capsys):
+    """--reference: a generated image that is its reference mirrored scores 0; the real faces score > 0 against
+    other faces given as references."""
+    reals = sorted(folders["real"].iterdir())
+    mirrored, others = tmp_path / "mirrored", tmp_path / "others"
+    mirrored.mkdir()
+    others.mkdir()
+    for i, real in enumerate(reals):
+        with Image.open(real) as image:
+            image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored / f"{real.stem}.png")
+        shutil.copy(reals[(i + 1) % len(reals)], others / real.name)
+    for fake, reference in ((mirrored, folders["real"]), (folders["real"], others)):
+        evaluate_SSIM_PSNR.main(["--real", str(folders["real"]), "--fake", str(fake), "--reference", str(reference),
+                                 "--json", str(tmp_path / f"{fake.name}.json")])
+    capsys.readouterr()
+    same = json.loads((tmp_path / "mirrored.json").read_text())["metrics"]["colour_distance"]
+    cross = json.loads((tmp_path / "real.json").read_text())["metrics"]["colour_distance"]
+    assert same["mean"] == pytest.approx(0, abs=1e-6) and same["n"] == NUM_IMAGES
+    assert cross["mean"] > 5
