@@ -23,6 +23,11 @@ checkpoint is loaded or a single image is sampled):
 Determinism: the noise of batch ``j`` is drawn from a generator seeded with ``(seed, j)``, so the same inputs, seed,
 batch size, device and software give byte-identical files. Different batch sizes give different noise per image.
 
+Controls (:mod:`models.controls`): ``realism`` low-passes the sketch (DiSS); ``sigma_start`` starts the sampler
+from ``init`` ("reference", "flat" or an image file, fitted to each sketch like the sketch) noised to that sigma, on
+the grid truncated there (PASD's adjustable noise start). None keeps the checkpoint's (off unless configured). The
+trajectory grid then shows the sketch the model saw and the steps actually sampled.
+
 Guidance: ``guidance_sketch`` / ``guidance_reference`` are the two classifier-free guidance scales of
 :class:`models.guidance.GuidedDenoiser` (None keeps the checkpoint's). Gradient guidance at sampling time (SSIM
 guidance, :mod:`models.ssim_guidance`) plugs in through ``ColorizeOptions.guide_factory``: a callable that receives
@@ -301,7 +306,7 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     device = resolve_device(options.device)
 
     from models.checkpoint import build_model, read_checkpoint  # noqa: PLC0415 - slow imports; errors come first
-    from models.controls import start_grid  # noqa: PLC0415
+    from models.controls import lowpass_sketch, start_grid  # noqa: PLC0415
     from models.denoiser import Cond  # noqa: PLC0415
 
     checkpoint = Path(checkpoint)
@@ -357,7 +362,8 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         for k, (job, prepared) in enumerate(zip(batch, sketches)):
             _save_png(prepared.letterbox.inverse(pixels[k].permute(1, 2, 0).numpy()), job.output)
             if recorder is not None and job.trajectory is not None:
-                grid = trajectory_grid(cond.sketch[k].cpu(), cond.reference[k].cpu(),
+                seen = lowpass_sketch(cond.sketch[k : k + 1], realism)[0]  # the sketch the model saw
+                grid = trajectory_grid(seen.cpu(), cond.reference[k].cpu(),
                                        [s[k] for s in recorder.states], [p[k] for p in recorder.predictions])
                 _save_png(grid, job.trajectory)
     return ColorizeResult(jobs, size, size_source, converted, str(device), steps, sampler, realism, sigma_start)
