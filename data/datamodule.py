@@ -27,6 +27,7 @@ from utils import xdog
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
 from .sampler import StreamSampler
+from .reference_aug import ReferenceAugment
 from .tps import TPSParams
 
 # SeedSequence words that separate the random streams derived from the one ``seed``.
@@ -58,6 +59,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         tps_grid: control points per side of the TPS warp of the reference.
         tps_shift: largest control-point offset, as a fraction of the image side.
         tps_rotation: largest rotation of the reference in degrees (0 disables it).
+        reference_flip: probability of mirroring a training reference (:mod:`data.reference_aug`).
+        reference_patches: shuffle a training reference's tiles on this grid per side (0: off).
     """
 
     def __init__(
@@ -82,6 +85,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         tps_grid: int = 5,
         tps_shift: float = 0.05,
         tps_rotation: float = 10.0,
+        reference_flip: float = 0.0,
+        reference_patches: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -95,6 +100,7 @@ class ColorizationDataModule(pl.LightningDataModule):
             ramp = xdog_ramp if xdog_phi is None else xdog_phi
             self.xdog = xdog.XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, ramp, xdog_contrast)
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
+            self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
         except ValueError as err:
             raise UserError(str(err)) from None
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
@@ -131,7 +137,9 @@ class ColorizationDataModule(pl.LightningDataModule):
         return self._split
 
     def _pipeline(self, with_sketches: bool) -> Pipeline:
-        return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None)
+        # (the evaluation protocol ignores reference_augment: its references are the protocol's)
+        return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None,
+                        self.reference_augment)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""

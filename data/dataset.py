@@ -23,18 +23,21 @@ from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
 from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
+from .reference_aug import ReferenceAugment
 from .sampler import sample_seed
 from .tps import TPSParams
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name."""
+    """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name, and the
+    training references' misalignment (:mod:`data.reference_aug`)."""
 
     size: int = 256
     xdog: XDoGParams = XDoGParams()
     tps: TPSParams = TPSParams()
     sketches: dict[str, Path] | None = None
+    reference_augment: ReferenceAugment = ReferenceAugment()
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -79,7 +82,7 @@ class TrainDataset(Dataset):
         entry, target, sketch = self._load(index)
         if sketch is None:
             sketch = self.pipeline.xdog.apply(target, rng)
-        reference = self.pipeline.tps.apply(target, rng)
+        reference = self.pipeline.reference_augment.apply(self.pipeline.tps.apply(target, rng), rng)
         return {
             "target": to_tensor(target),
             "sketch": to_tensor(sketch),

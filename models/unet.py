@@ -5,6 +5,13 @@ Defaults are the paper's network: base 64 channels, multipliers (1, 2, 4, 8), 2 
 self-attention with 4 heads at the bottleneck; 7 input channels (noisy image 3 + sketch 1 + reference 3), 3 outputs.
 Attention can also be placed at encoder/decoder levels by index (0 = full resolution), which keeps a config
 meaningful at any image size.
+
+Reference cross-attention (``ref_attention``): the last 3 input channels (the reference in the Denoiser's layout)
+also go through a small CNN encoder, and the decoder blocks whose output lies at a listed level (and the middle
+block with ``ref_attention_mid``) attend to its features: queries from the U-Net's feature map, keys and values
+from the reference's at the same resolution, an output projection initialised to zero so that a fresh model is the
+plain one (PASD's pixel-aware cross attention, Yang et al. 2023, Sec. 3.1). Colour can then come from anywhere in
+the reference, not only from the same pixel; ``ref_concat=False`` removes the pixel-aligned path altogether.
 """
 from __future__ import annotations
 
@@ -14,6 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+
+#: The reference's channels: the last ones of the input (the Denoiser concatenates noisy image, sketch, reference).
+REF_CHANNELS = 3
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -71,6 +82,49 @@ class Attention(nn.Module):
         return (x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))) / math.sqrt(2)
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention of a feature map (queries) to reference features (keys, values) of ``ref_ch`` channels;
+    x + proj(attention), with proj zero-initialised (identity at initialisation)."""
+
+    def __init__(self, ch: int, ref_ch: int, heads: int):
+        super().__init__()
+        if ch % heads:
+            raise ValueError(f"{ch} channels do not split into {heads} attention heads")
+        self.heads, self.norm, self.ref_norm = heads, _norm(ch), _norm(ref_ch)
+        self.q, self.kv, self.proj = nn.Conv2d(ch, ch, 1), nn.Conv2d(ref_ch, 2 * ch, 1), nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        k, v = self.kv(self.ref_norm(ref)).reshape(b, 2, self.heads, c // self.heads, -1).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class ReferenceEncoder(nn.Module):
+    """The reference image -> one feature map per U-Net level (level l at 1/2^l of the image side): a conv stem,
+    then per level a (stride-2 from level 1 on) conv, GroupNorm, SiLU, conv, GroupNorm, SiLU."""
+
+    def __init__(self, in_ch: int, channels: list[int]):
+        super().__init__()
+        self.stem = nn.Conv2d(in_ch, channels[0], 3, padding=1)
+        self.levels, prev = nn.ModuleList(), channels[0]
+        for level, ch in enumerate(channels):
+            self.levels.append(nn.Sequential(
+                nn.Conv2d(prev, ch, 3, stride=2 if level else 1, padding=1), _norm(ch), nn.SiLU(),
+                nn.Conv2d(ch, ch, 3, padding=1), _norm(ch), nn.SiLU()))
+            prev = ch
+
+    def forward(self, ref: torch.Tensor) -> list[torch.Tensor]:
+        h, feats = self.stem(ref), []
+        for level in self.levels:
+            h = level(h)
+            feats.append(h)
+        return feats
+
+
 class UNet(nn.Module):
     def __init__(
         self,
@@ -85,14 +139,24 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         emb_scale: float = 16.0,
         gradient_checkpointing: bool = False,
+        ref_attention: tuple[int, ...] = (),
+        ref_attention_mid: bool = False,
+        ref_concat: bool = True,
     ):
         super().__init__()
         self.init_args = dict(
             in_channels=in_channels, out_channels=out_channels, base_channels=base_channels,
             channel_mult=tuple(channel_mult), num_blocks=num_blocks, attn_levels=tuple(attn_levels),
             mid_attention=mid_attention, attn_heads=attn_heads, dropout=dropout, emb_scale=emb_scale,
-            gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing=gradient_checkpointing, ref_attention=tuple(ref_attention),
+            ref_attention_mid=ref_attention_mid, ref_concat=ref_concat,
         )
+        if any(not 0 <= level < len(channel_mult) for level in ref_attention):
+            raise ValueError(f"ref_attention levels {tuple(ref_attention)} must lie in 0..{len(channel_mult) - 1}")
+        uses_ref = bool(ref_attention) or ref_attention_mid
+        if not ref_concat and not uses_ref:
+            raise ValueError("ref_concat=False needs ref_attention levels or ref_attention_mid: the reference would "
+                             "reach the network by no path")
         self.gradient_checkpointing = gradient_checkpointing
         self.levels = len(channel_mult)
         emb_ch = 4 * base_channels
@@ -100,7 +164,10 @@ class UNet(nn.Module):
             FourierEmbedding(base_channels, emb_scale), nn.Linear(base_channels, emb_ch), nn.SiLU(),
             nn.Linear(emb_ch, emb_ch),
         )
-        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.ref_concat = ref_concat
+        self.conv_in = nn.Conv2d(in_channels if ref_concat else in_channels - REF_CHANNELS, base_channels, 3, padding=1)
+        ref_chs = [base_channels * m for m in channel_mult]
+        self.ref_encoder = ReferenceEncoder(REF_CHANNELS, ref_chs) if uses_ref else None
 
         self.down, skips, ch = nn.ModuleList(), [base_channels], base_channels
         for level, mult in enumerate(channel_mult):
@@ -117,17 +184,24 @@ class UNet(nn.Module):
 
         mid = [ResBlock(ch, ch, emb_ch, dropout)] + ([Attention(ch, attn_heads)] if mid_attention else [])
         self.mid = nn.ModuleList(mid + [ResBlock(ch, ch, emb_ch, dropout)])
+        self.ref_mid = CrossAttention(ch, ref_chs[-1], attn_heads) if ref_attention_mid else None
 
-        self.up = nn.ModuleList()
+        # Cross-attention after decoder block i, keyed by i, at the level of the block's output.
+        self.up, self.ref_attn, self.up_levels = nn.ModuleList(), nn.ModuleDict(), []
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_blocks + 1):
                 layers = [ResBlock(ch + skips.pop(), base_channels * mult, emb_ch, dropout)]
                 ch = base_channels * mult
                 if level in attn_levels:
                     layers.append(Attention(ch, attn_heads))
+                out_level = level
                 if level > 0 and i == num_blocks:
                     layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
                     layers.append(nn.Conv2d(ch, ch, 3, padding=1))
+                    out_level = level - 1
+                if out_level in ref_attention:
+                    self.ref_attn[str(len(self.up))] = CrossAttention(ch, ref_chs[out_level], attn_heads)
+                self.up_levels.append(out_level)
                 self.up.append(nn.ModuleList(layers))
 
         self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
@@ -149,12 +223,17 @@ class UNet(nn.Module):
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by {factor} for this U-Net")
         emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]))
-        h = self.conv_in(x)
+        refs = self.ref_encoder(x[:, -REF_CHANNELS:]) if self.ref_encoder is not None else None
+        h = self.conv_in(x if self.ref_concat else x[:, :-REF_CHANNELS])
         hs = [h]
         for layers in self.down:
             h = self._block(layers, h, emb)
             hs.append(h)
         h = self._block(self.mid, h, emb)
-        for layers in self.up:
+        if self.ref_mid is not None:
+            h = self.ref_mid(h, refs[-1])
+        for i, layers in enumerate(self.up):
             h = self._block(layers, torch.cat([h, hs.pop()], dim=1), emb)
+            if str(i) in self.ref_attn:
+                h = self.ref_attn[str(i)](h, refs[self.up_levels[i]])
         return self.out(h)

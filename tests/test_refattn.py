@@ -1,0 +1,125 @@
+"""Reference cross-attention of the U-Net: a fresh branch is the plain model, the reference reaches the output
+through the attention, and such models save and load like any other."""
+import pytest
+import torch
+
+from models.checkpoint import class_path, load_colorizer
+from models.denoiser import Cond
+from models.unet import UNet
+
+TINY = dict(base_channels=16, channel_mult=(1, 2, 2), num_blocks=1, attn_heads=2)
+
+
+def test_fresh_branch_leaves_the_plain_output_unchanged():
+    torch.manual_seed(0)
+    attending = UNet(**TINY, ref_attention=(1, 2), ref_attention_mid=True).eval()
+    plain = UNet(**TINY).eval()
+    missing, unexpected = plain.load_state_dict(attending.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith(("ref_", "ref_attn")) for k in unexpected)
+    for block in (attending.out[-1], plain.out[-1]):  # a zero output layer would hide any difference
+        torch.nn.init.normal_(block.weight)
+    plain.out[-1].weight.data.copy_(attending.out[-1].weight.data)
+    x, c = torch.randn(2, 7, 16, 16), torch.rand(2)
+    torch.testing.assert_close(attending(x, c), plain(x, c), rtol=0, atol=0)
+
+
+def test_reference_reaches_the_output_only_through_attention_and_training_uses_it():
+    torch.manual_seed(0)
+    net = UNet(**TINY, ref_attention=(2,), ref_attention_mid=True, ref_concat=False)
+    torch.nn.init.normal_(net.out[-1].weight, std=0.1)
+    # One noisy image, sketch and noise level for all four samples: the reference is all that tells them apart.
+    x, c = torch.randn(1, 7, 16, 16).repeat(4, 1, 1, 1), torch.full((4,), 0.5)
+    colours = torch.rand(4, 3, 1, 1) * 2 - 1
+    x[:, -3:] = colours + 0.1 * torch.randn(4, 3, 16, 16)  # each reference: one colour
+    other = x.clone()
+    other[:, -3:] = -x[:, -3:]  # another reference, same noisy image and sketch
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, c), net(other, c), rtol=0, atol=0)  # zero projections: no path yet
+    # Train the output to take the reference's colour: only the attention can learn that.
+    target = colours.expand(-1, -1, 16, 16)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = (net(x, c) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    with torch.no_grad():
+        assert (net(x, c) - net(other, c)).abs().mean() > 0.1
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="no path"):
+        UNet(**TINY, ref_concat=False)
+    with pytest.raises(ValueError, match="levels"):
+        UNet(**TINY, ref_attention=(3,))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from models.colorizer import DiffusionColorizer
+
+    torch.manual_seed(0)
+    net = UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2, ref_attention=(1,), ref_concat=False)
+    model = DiffusionColorizer(net=net, steps=3, sampler="euler").eval()
+    for p in model.ema.parameters():  # a "trained" EMA: every path non-zero
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "refattn.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "model_class": class_path(model)}, path)
+    loaded = load_colorizer(path)
+    assert loaded.ema.net.init_args["ref_attention"] == (1,) and not loaded.ema.net.ref_concat
+    g = torch.Generator().manual_seed(1)
+    sketch = torch.rand(1, 1, 16, 16, generator=g) * 2 - 1
+    refs = [torch.rand(1, 3, 16, 16, generator=g) * 2 - 1 for _ in range(2)]
+    with torch.no_grad():
+        out = loaded.sample(Cond(sketch, refs[0]), seed=0)
+        torch.testing.assert_close(out, model.sample(Cond(sketch, refs[0]), seed=0))
+        assert not torch.equal(out, loaded.sample(Cond(sketch, refs[1]), seed=0))
+
+
+def test_reference_augment_keeps_colours_and_breaks_alignment():
+    import numpy as np
+
+    from data.reference_aug import ReferenceAugment
+
+    img = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    off = ReferenceAugment()
+    rng = np.random.default_rng(0)
+    assert np.array_equal(off.apply(img, rng), img) and np.array_equal(off.apply(img, rng), img)
+    assert rng.random() == np.random.default_rng(0).random()  # off draws nothing: other streams stay as they were
+    out = ReferenceAugment(flip=1.0, patches=4).apply(img, np.random.default_rng(1))
+    assert sorted(out.reshape(-1, 3).tolist()) == sorted(img.reshape(-1, 3).tolist())  # the same colours...
+    assert (out != img).mean() > 0.5  # ...elsewhere
+    for bad in (dict(flip=1.5), dict(patches=1)):
+        with pytest.raises(ValueError):
+            ReferenceAugment(**bad)
+
+
+def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one_thread):
+    """The overlay on the tiny config (its 2-level U-Net attends at level 1): fit, test with --ckpt_path, colorize."""
+    from pathlib import Path
+
+    import colorize
+    from apps.cli import run_cli
+    from models.colorizer import DiffusionColorizer
+
+    root = Path(__file__).resolve().parents[1]
+    common = ["--config", str(root / "tests" / "tiny.yaml"), "--config", str(root / "configs" / "variants" /
+              "refattn.yaml"), "--trainer.logger", "false", "--model.net.init_args.ref_attention", "[1]",
+              "--data.root", str(faces), "--trainer.default_root_dir", str(tmp_path / "run"),
+              "--model.test_output_dir", str(tmp_path / "test")]
+    run_cli(DiffusionColorizer, ["fit", *common, "--trainer.max_steps", "2",
+                                 "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+                                 f"--trainer.callbacks.dirpath={tmp_path / 'ckpt'}",
+                                 "--trainer.callbacks.save_last=true"])
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert load_colorizer(ckpt).ema.net.init_args["ref_attention"] == (1,)
+    run_cli(DiffusionColorizer, ["test", *common, "--trainer.default_root_dir", str(tmp_path / "testrun"),
+                                 "--ckpt_path", str(ckpt)])
+    assert len(list((tmp_path / "test" / "cross").glob("*.png"))) == 4
+    face = sorted(faces.glob("*.png"))
+    colorize.main(["--checkpoint", str(ckpt), "--sketch", str(face[0]), "--reference", str(face[1]),
+                   "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / f"{face[0].stem}.png").is_file()
