@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     tiles = rows(model, cond, args.control, args.values, args.seeds, args.init, prepared)
     columns = ["sketch seen", "reference", "start", *[f"seed {s}" for s in args.seeds]]
     grid = torchvision.utils.make_grid(torch.cat(tiles), nrow=len(columns), padding=2, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 1.2, 1.2 * len(args.values) + 0.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 1.2, 1.2 * len(args.values) + 0.6), dpi=80)
     ax.imshow(grid.permute(1, 2, 0).numpy())
     step = grid.shape[1] / len(args.values)
     ax.set_yticks([step * (i + 0.5) for i in range(len(args.values))], [f"{v:g}" for v in args.values])
