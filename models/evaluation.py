@@ -77,7 +77,10 @@ class EvaluationMixin:
             out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
             for name, img in zip(batch["name"], out):
                 save_image(img, root / setting / f"{name}.png")
-            for metric, values in self.quality(out, batch["target"]).items():
+            scores = self.quality(out, batch["target"])
+            # Colour transfer: how far the output's colours are from the reference it was given (Delta E).
+            scores["colour_distance"] = metrics.colour_distance(quantize(batch[key]), quantize(out)).float()
+            for metric, values in scores.items():
                 values = values[~values.isnan()]  # flat_noise: images without flat regions do not count
                 if len(values):
                     self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=len(values), sync_dist=True)

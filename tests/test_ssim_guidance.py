@@ -113,3 +113,18 @@ def test_unguided_test_run_writes_same_outputs_as_zero_scale(tmp_path):
     assert _test(off, tmp_path) == _test(zero, tmp_path)
     for name in ("img0", "img1"):
         assert (tmp_path / "off/same" / f"{name}.png").read_bytes() == (tmp_path / "zero/same" / f"{name}.png").read_bytes()
+
+
+def test_test_run_logs_the_colour_distance_of_its_saved_files(tmp_path):
+    from utils import metrics as image_metrics
+    from utils.images import load_rgb, to_tensor
+
+    model = tiny_model(test_output_dir=str(tmp_path / "test"))
+    logged = _test(model, tmp_path)
+    root = tmp_path / "test"
+    for setting in ("same", "cross"):
+        def files(folder):
+            return torch.stack([to_tensor(load_rgb(p)) for p in sorted((root / folder).glob("*.png"))])
+        ref, out = ((files(f) + 1) * 127.5 for f in (f"reference_{setting}", setting))
+        expected = image_metrics.colour_distance(ref.round().to(torch.uint8), out.round().to(torch.uint8)).mean()
+        assert logged[f"test/{setting}/colour_distance"] == pytest.approx(float(expected), rel=1e-4)
