@@ -19,7 +19,6 @@ from utils.errors import TrainingDiverged
 
 from .checkpoint import class_path, load_colorizer, spec
 from .denoiser import Cond, Denoiser
-from .controls import realism_size
 from .ema import ema_update
 from .evaluation import EvaluationMixin
 from .guidance import drop_conditions
@@ -92,7 +91,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         get_sampler(sampler)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
-        realism_size(64, realism)  # raises outside [0, 1]
+        if not 0.0 <= realism <= 1.0:
+            raise ValueError(f"realism must be in [0, 1], got {realism}")
         if sigma_start is not None and sigma_start <= 0:
             raise ValueError(f"sigma_start must be positive (or None for pure noise), got {sigma_start}")
         self.save_hyperparameters(ignore=["net", "schedule"])
