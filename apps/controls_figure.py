@@ -7,8 +7,8 @@
 
 Columns: the sketch as the model sees it (low-passed for realism), the reference, the start of the sampler (the
 initial image plus sigma_start n for a noise start; pure noise, shown clipped, otherwise), then the outputs for
-``--seeds``. The inputs are prepared as colorize.py prepares them (:mod:`apps.colorize_inputs`) and sampled through the model's own
-``sample``; a sigma_start at or above sigma_max is plain sampling.
+``--seeds``. The inputs are prepared as colorize.py prepares them (:mod:`apps.colorize_inputs`) and sampled
+through the model's own ``sample``; a sigma_start at or above sigma_max is plain sampling.
 """
 from __future__ import annotations
 
@@ -35,22 +35,23 @@ CONTROLS = ("realism", "sigma_start")
 
 def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int], init: str,
          prepared) -> list[torch.Tensor]:
-    """Per value, the tiles [sketch seen, reference, start, outputs per seed] in [0, 1]."""
+    """Per value, the tiles [sketch seen, reference, start, outputs per seed] in [0, 1]; the start is the sampler's
+    own first state for the first seed (recorded by its callback)."""
     start_image = initial_images(init, cond.reference, [prepared], None) if control == "sigma_start" else None
-    sigma_max = float(model.schedule.grid(2)[0])
     out = []
     for value in values:
         options = {"realism": value} if control == "realism" else {"sigma_start": value, "init": start_image}
         seen = lowpass_sketch(cond.sketch, value) if control == "realism" else cond.sketch
-        noise = torch.randn(cond.reference.shape, generator=torch.Generator().manual_seed(seeds[0]))
-        if control == "sigma_start" and value < sigma_max:
-            start = start_image + value * noise
-        else:
-            start = noise  # pure noise (sigma_max n, shown at unit scale)
+        starts: list[torch.Tensor] = []
+
+        def record(i, x, denoised, sigma):
+            if i == 0 and not starts:
+                starts.append(x)
+
         with torch.no_grad():
-            samples = [model.sample(cond, seed=seed, **options) for seed in seeds]
-        out.append(torch.cat([to_unit(seen.expand(-1, 3, -1, -1)), to_unit(cond.reference), to_unit(start.clamp(-1, 1)),
-                              *[to_unit(s) for s in samples]]))
+            samples = [model.sample(cond, seed=seed, callback=record, **options) for seed in seeds]
+        out.append(torch.cat([to_unit(seen.expand(-1, 3, -1, -1)), to_unit(cond.reference),
+                              to_unit(starts[0].clamp(-1, 1)), *[to_unit(s) for s in samples]]))
     return out
 
 
