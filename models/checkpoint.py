@@ -24,6 +24,7 @@ from torch import nn
 
 from utils.errors import UserError
 
+from .cold import ColdSchedule
 from .schedules import EDMSchedule, PhiSchedule, VPSchedule
 from .unet import UNet
 
@@ -31,6 +32,7 @@ from .unet import UNet
 NETWORKS: dict[str, type] = {"models.unet.UNet": UNet}
 #: The noise schedules a checkpoint may name.
 SCHEDULES: dict[str, type] = {f"models.schedules.{c.__name__}": c for c in (PhiSchedule, EDMSchedule, VPSchedule)}
+SCHEDULES["models.cold.ColdSchedule"] = ColdSchedule
 #: The LightningModules a checkpoint may name: (module, class) imported on use (they import this module).
 MODULES: dict[str, tuple[str, str]] = {
     "models.colorizer.DiffusionColorizer": ("models.colorizer", "DiffusionColorizer"),

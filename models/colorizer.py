@@ -89,6 +89,9 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         if loss_weighting not in ("none", "edm"):
             raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
         get_sampler(sampler)
+        if (sampler == "cold") != schedule.deterministic:
+            raise ValueError(f"the cold sampler and the cold schedule (models.cold) go together; got sampler "
+                             f"{sampler!r} with {schedule}")
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
         if not 0.0 <= realism <= 1.0:
@@ -158,13 +161,14 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         return torch.cat(sigmas).to(y.device), torch.stack(noises), torch.cat(drops, dim=1)
 
     def denoising_loss(self, batch: dict) -> torch.Tensor:
-        """E || D(y + sigma n; sigma, cond) - y ||^2 with sigma from the schedule's training density (EDM eq. 2)."""
+        """E || D(y + sigma n; sigma, cond) - y ||^2 with sigma from the schedule's training density (EDM eq. 2); the
+        cold baseline (:mod:`models.cold`) replaces y + sigma n by its deterministic blend."""
         y = batch["target"]
         sigma, noise, uniform = self.training_draws(batch)
         cond = drop_conditions(Cond(batch["sketch"], batch["reference"]), self.hparams.p_drop_sketch,
                                self.hparams.p_drop_reference, uniform=uniform)
         sigma = sigma.view(-1, 1, 1, 1)
-        denoised = self.denoiser(y + sigma * noise, sigma, cond)
+        denoised = self.denoiser(self.schedule.corrupt(y, sigma, noise, cond), sigma, cond)
         per_sample = (denoised.float() - y.float()).square().mean(dim=(1, 2, 3))
         if self.hparams.loss_weighting == "edm":
             per_sample = per_sample * self.denoiser.loss_weight(sigma.view(-1))

@@ -136,7 +136,25 @@ def sample_euler_diff(
     return x
 
 
-SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m, "euler_diff": sample_euler_diff}
+@torch.no_grad()
+def sample_cold(denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None) -> torch.Tensor:
+    """Cold Diffusion's Algorithm 2 (Bansal et al. 2022) for the linear blend x_t = (1 - t) y + t g of
+    :mod:`models.cold`: x_s = x_t + (t - s) (D(x_t; t) - g), with g = x at sigmas[0] = 1 (where sampling starts).
+    N steps cost N network evaluations."""
+    if float(sigmas[0]) != 1.0:
+        raise ValueError(f"the cold sampler starts at t = 1 (the tinted sketch), got a grid from {float(sigmas[0])}")
+    endpoint = x
+    for i in range(len(sigmas) - 1):
+        denoised, grad = _denoise(denoiser, x, sigmas[i], cond, guide)
+        if callback is not None:
+            callback(i, x, denoised, sigmas[i])
+        x = x + (sigmas[i] - sigmas[i + 1]) * (denoised - endpoint)
+        if grad is not None:
+            x = x - grad
+    return x
+
+
+SAMPLERS = {"euler": sample_euler, "cold": sample_cold, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m, "euler_diff": sample_euler_diff}
 
 
 def get_sampler(name: str):

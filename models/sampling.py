@@ -19,7 +19,7 @@ def sample(
     device: torch.device | str = "cpu", guidance: tuple[float, float] = (1.0, 1.0), guide=None, callback=None,
     realism: float = 0.0, init: torch.Tensor | None = None, sigma_start: float | None = None, **sampler_options,
 ) -> torch.Tensor:
-    """x_0 from x_T = sigma_max n on the ``steps``-point grid of ``schedule``. The noise comes from a CPU generator
+    """x_0 from x_T = sigma_max n (the schedule's prior) on the ``steps``-point grid of ``schedule``. The noise comes from a CPU generator
     seeded with ``seed`` (reproducible on any device), ``guidance`` = (s_sketch, s_reference) wraps the denoiser in
     2-D classifier-free guidance unless both are 1, ``guide`` adds gradient guidance (SSIM guidance) after each
     step. ``realism`` > 0 low-passes the sketch; ``init`` (images in [-1, 1] like the output) with ``sigma_start``
@@ -41,8 +41,13 @@ def sample(
     noise = torch.randn((b, 3, h, w), generator=gen).to(device)
     if sigma_start is not None and init is None:
         raise ValueError("sigma_start needs an initial image (init)")
+    if (sampler == "cold") != schedule.deterministic:
+        raise ValueError(f"the cold sampler and the cold schedule go together (got sampler {sampler!r} with {schedule})")
     if sigmas is not full:  # a noise start (PASD's ANS)
+        if schedule.deterministic:
+            raise ValueError("a noise start (sigma_start) needs a noise schedule; the cold baseline starts from its "
+                             "tinted sketch")
         x = init.to(device=device, dtype=noise.dtype).expand_as(noise) + sigmas[0] * noise
     else:
-        x = noise * sigmas[0]
+        x = schedule.prior(noise, sigmas[0], cond)
     return get_sampler(sampler)(denoiser, x, sigmas, cond, guide=guide, callback=callback, **sampler_options)

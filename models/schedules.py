@@ -25,6 +25,15 @@ class NoiseSchedule:
     sigma_min: float
     sigma_max: float
     init_args: dict  # the constructor's arguments, saved in checkpoints
+    deterministic = False  # True for a degradation without noise (models.cold)
+
+    def corrupt(self, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, cond) -> torch.Tensor:
+        """The training input at noise level ``sigma`` (shaped to broadcast): y + sigma n."""
+        return y + sigma * noise
+
+    def prior(self, noise: torch.Tensor, sigma_max: torch.Tensor, cond) -> torch.Tensor:
+        """The sampler's starting point at the grid's first level: sigma_max n."""
+        return noise * sigma_max
 
     def c_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         """The noise-level input of the network."""
