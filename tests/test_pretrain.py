@@ -32,16 +32,21 @@ def seeded_loss(model, batch, seed=0):
         return float(sum(model.denoising_loss(batch) for _ in range(4)) / 4)
 
 
-def test_training_steps_lower_the_loss():
-    torch.manual_seed(0)
-    model, batch = tiny_colorizer(p_drop_sketch=0.0, p_drop_reference=0.0), fixed_batch()
+def train_briefly(model, batch, steps=30) -> tuple[float, float]:
+    """(loss before, loss after) ``steps`` Adam steps on one fixed batch."""
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=2e-3)
     before = seeded_loss(model, batch)
-    for _ in range(30):
+    for _ in range(steps):
         opt.zero_grad()
         model.denoising_loss(batch).backward()
         opt.step()
-    assert seeded_loss(model, batch) < 0.7 * before
+    return before, seeded_loss(model, batch)
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    before, after = train_briefly(tiny_colorizer(p_drop_sketch=0.0, p_drop_reference=0.0), fixed_batch())
+    assert after < 0.7 * before
 
 
 def test_edm_loss_weighting_is_one_over_c_out_squared():
