@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     controls.add_argument("--init", default="reference", metavar="reference|flat|FILE", help="the image a "
                           "--sigma-start run starts from: the reference, its mean colour as a flat fill, or an image "
                           "file such as an earlier result (fitted to each sketch like the sketch; default reference)")
+    controls.add_argument("--hints", type=Path, metavar="FILE|DIR", help="colour hints for a model trained with them "
+                          "(configs/variants/hints.yaml): a PNG of the sketch's size whose opaque pixels are the hint "
+                          "colours, transparent elsewhere; or a folder of <name>.png per sketch (others get none)")
 
     guidance = parser.add_argument_group(
         "guidance", "classifier-free guidance over sketch and reference (DiSS; a scale other than 1 costs three\n"
@@ -130,7 +133,7 @@ def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
         device=args.device, sketch_type=args.sketch_type, save_trajectory=args.save_trajectory,
         trajectory_frames=args.trajectory_frames, overwrite=args.overwrite, guide_factory=guide_factory(args),
         trusted_classes=tuple(args.trust_class), realism=args.realism, sigma_start=args.sigma_start,
-        init=args.init,
+        init=args.init, hints=args.hints,
     )
 
 

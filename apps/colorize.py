@@ -26,7 +26,8 @@ batch size, device and software give byte-identical files. Different batch sizes
 Controls (:mod:`models.controls`): ``realism`` low-passes the sketch (DiSS); ``sigma_start`` starts the sampler
 from ``init`` ("reference", "flat" or an image file, fitted to each sketch like the sketch) noised to that sigma, on
 the grid truncated there (PASD's adjustable noise start). None keeps the checkpoint's (off unless configured). The
-trajectory grid then shows the sketch the model saw and the steps actually sampled.
+trajectory grid then shows the sketch the model saw and the steps actually sampled. ``hints`` gives a model trained
+with colour hints (:mod:`data.hints`) an RGBA hint image per sketch, letterboxed like it.
 
 Guidance: ``guidance_sketch`` / ``guidance_reference`` are the two classifier-free guidance scales of
 :class:`models.guidance.GuidedDenoiser` (None keeps the checkpoint's). Gradient guidance at sampling time (SSIM
@@ -52,10 +53,11 @@ from utils.errors import UserError, listing
 from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, quantize, to_tensor
 from utils.xdog import XDoGParams
 
-from .colorize_inputs import TrajectoryRecorder, prepare_reference, prepare_sketch, trajectory_grid, trajectory_steps
+from .colorize_inputs import (TrajectoryRecorder, hints_file, prepare_hints, prepare_reference, prepare_sketch,
+                              trajectory_grid, trajectory_steps)
 
 SKETCH_TYPES = ("auto", "sketch", "image")
-INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m")
+INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m", "cold")  # cold: the cold-diffusion baseline's own
 INIT_KINDS = ("reference", "flat")
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
@@ -176,6 +178,9 @@ class ColorizeOptions:
     #: configured). ``init``: "reference", "flat" (the reference's mean colour) or an image file (an earlier result).
     sigma_start: float | None = None
     init: str = "reference"
+    #: Colour hints: an RGBA file of the sketch's size (opaque pixels are hints) for every sketch, or a folder of
+    #: <name>.png per sketch (sketches without one get none). Needs a model trained with hints.
+    hints: Path | None = None
     overwrite: bool = False
     progress: bool = True
     #: Gradient guidance at sampling time (see the module docstring); called once per batch with its Cond.
@@ -283,6 +288,8 @@ def check_options(options: ColorizeOptions) -> None:
         raise UserError(f"--realism must be in [0, 1], got {options.realism}")
     if options.sigma_start is not None and not options.sigma_start > 0:
         raise UserError(f"--sigma-start must be positive, got {options.sigma_start}")
+    if options.hints is not None and not Path(options.hints).exists():
+        raise UserError(f"--hints {options.hints} does not exist; pass an RGBA image or a folder of them")
     if options.init not in INIT_KINDS:
         path = Path(options.init)
         if not path.is_file() or not _is_image_file(path):
@@ -333,6 +340,9 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     sigma_start = hp.get("sigma_start") if options.sigma_start is None else options.sigma_start
     init_rgb = load_rgb(Path(options.init)) if sigma_start is not None and options.init not in INIT_KINDS else None
 
+    if options.hints is not None and not model.ema.takes_hints:
+        raise UserError(f"--hints: {checkpoint} was trained without colour hints (configs/variants/hints.yaml "
+                        "trains a model that takes them)")
     model = model.to(device)
     # A noise start samples on a truncated grid: the trajectory shows its steps.
     sampled_steps = len(start_grid(model.schedule.grid(steps), sigma_start)) - 1
@@ -347,9 +357,13 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         converted += [job.name for job, s in zip(batch, sketches) if s.converted]
         refs = [shared_reference if shared_reference is not None else prepare_reference(job.reference, size)
                 for job in batch]
+        hint_files = [hints_file(options.hints, job.name) for job in batch]
+        hints = torch.stack([prepare_hints(f, s.letterbox) if f else torch.zeros(4, size, size)
+                             for f, s in zip(hint_files, sketches)]).to(device) if any(hint_files) else None
         cond = Cond(
             torch.stack([to_tensor(s.sketch) for s in sketches]).to(device),
             torch.stack([to_tensor(r) for r in refs]).to(device),
+            hints,
         )
         recorder = TrajectoryRecorder(keep) if options.save_trajectory else None
         guide = options.guide_factory(cond) if options.guide_factory is not None else None

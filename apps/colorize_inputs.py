@@ -16,7 +16,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from utils.images import load_rgb, quantize, resize_center_crop, to_unit
+from utils.errors import UserError
+from utils.images import load_rgb, load_rgba, quantize, resize_center_crop, to_unit
 from utils.xdog import XDoGParams
 
 #: Sketch detection (:func:`looks_like_sketch`): a pixel is coloured when max(R, G, B) - min(R, G, B) exceeds
@@ -130,6 +131,37 @@ def prepare_sketch(path: Path, size: int, xdog_params: XDoGParams, sketch_type: 
 def prepare_reference(path: Path, size: int) -> np.ndarray:
     """The reference as the model saw references in training: short side resized to ``size``, centre square."""
     return resize_center_crop(load_rgb(path), size)
+
+
+def prepare_hints(path: Path, box: Letterbox) -> torch.Tensor:
+    """Colour hints [4, size, size] (:mod:`data.hints`: RGB where the mask is 1, then the mask) from an RGBA file of
+    the sketch's own size whose opaque pixels (alpha >= 128) are the hints, letterboxed like the sketch with
+    transparent padding. Resizing keeps every stroke: a model-size pixel is a hint
+    when it covers any opaque pixel, of their mean colour (alpha-weighted area resampling)."""
+    rgba = load_rgba(path)
+    if rgba.shape[:2] != (box.height, box.width):
+        raise UserError(f"--hints {path} is {rgba.shape[1]}x{rgba.shape[0]} px but its sketch is "
+                        f"{box.width}x{box.height}; draw the hints on a layer of the sketch's size")
+    alpha = (rgba[..., 3:] >= 128).astype(np.float32)
+    top, left = box.offset
+    pad = ((top, box.side - box.height - top), (left, box.side - box.width - left), (0, 0))
+    weighted = np.pad(np.concatenate([rgba[..., :3] * alpha, alpha], axis=2), pad)
+    small = cv2.resize(weighted, (box.size, box.size), interpolation=cv2.INTER_AREA) if box.side != box.size \
+        else weighted
+    cover = small[..., 3:]
+    rgb = np.where(cover > 0, small[..., :3] / np.maximum(cover, 1e-8), 0)
+    mask = (cover > 0).astype(np.float32)
+    out = np.concatenate([(rgb / 127.5 - 1) * mask, mask], axis=2)
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).float()
+
+
+def hints_file(hints: Path | None, name: str) -> Path | None:
+    """The hint file of the sketch ``name``: ``hints`` itself when it is a file, ``hints/<name>.png`` when it is a
+    folder (None when absent: that sketch is colorized without hints)."""
+    if hints is None or hints.is_file():
+        return hints
+    candidate = hints / f"{name}.png"
+    return candidate if candidate.is_file() else None
 
 
 # -- trajectory ----------------------------------------------------------------------------------------------------

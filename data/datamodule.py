@@ -27,6 +27,7 @@ from utils import xdog
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
 from .sampler import StreamSampler
+from .hints import HintSampler
 from .reference_aug import ReferenceAugment
 from .tps import TPSParams
 
@@ -61,6 +62,9 @@ class ColorizationDataModule(pl.LightningDataModule):
         tps_rotation: largest rotation of the reference in degrees (0 disables it).
         reference_flip: probability of mirroring a training reference (:mod:`data.reference_aug`).
         reference_patches: shuffle a training reference's tiles on this grid per side (0: off).
+        hint_points: the most colour-hint points per training image (:mod:`data.hints`; 0: no hints). Needs a
+            network with 11 input channels (``configs/variants/hints.yaml``).
+        hint_drop: probability that a training image gets no hints (hint-free use stays the default).
     """
 
     def __init__(
@@ -87,6 +91,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         tps_rotation: float = 10.0,
         reference_flip: float = 0.0,
         reference_patches: int = 0,
+        hint_points: int = 0,
+        hint_drop: float = 0.5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,6 +107,7 @@ class ColorizationDataModule(pl.LightningDataModule):
             self.xdog = xdog.XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, ramp, xdog_contrast)
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
             self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
+            self.hints = HintSampler(hint_points, hint_drop)
         except ValueError as err:
             raise UserError(str(err)) from None
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
@@ -137,9 +144,9 @@ class ColorizationDataModule(pl.LightningDataModule):
         return self._split
 
     def _pipeline(self, with_sketches: bool) -> Pipeline:
-        # (the evaluation protocol ignores reference_augment: its references are the protocol's)
+        # (the evaluation protocol ignores reference_augment and hints: it is hint-free, its references its own)
         return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None,
-                        self.reference_augment)
+                        self.reference_augment, self.hints)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""

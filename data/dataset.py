@@ -7,7 +7,8 @@
   across runs; :func:`eval_arrays` is the same item as uint8 arrays, which ``data.prepare`` writes to disk.
 
 Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W)
-(and reference_cross (3, H, W) for evaluation) plus the image's name.
+(and reference_cross (3, H, W) for evaluation, hints (4, H, W) for training with colour hints) plus the image's
+name.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from utils.images import ImageReadError, to_tensor
 from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
+from .hints import HintSampler
 from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
 from .reference_aug import ReferenceAugment
 from .sampler import sample_seed
@@ -30,14 +32,15 @@ from .tps import TPSParams
 
 @dataclass(frozen=True)
 class Pipeline:
-    """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name, and the
-    training references' misalignment (:mod:`data.reference_aug`)."""
+    """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name, the
+    training references' misalignment (:mod:`data.reference_aug`) and the training colour hints (:mod:`data.hints`)."""
 
     size: int = 256
     xdog: XDoGParams = XDoGParams()
     tps: TPSParams = TPSParams()
     sketches: dict[str, Path] | None = None
     reference_augment: ReferenceAugment = ReferenceAugment()
+    hints: HintSampler = HintSampler()
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -83,13 +86,16 @@ class TrainDataset(Dataset):
         if sketch is None:
             sketch = self.pipeline.xdog.apply(target, rng)
         reference = self.pipeline.reference_augment.apply(self.pipeline.tps.apply(target, rng), rng)
-        return {
+        item = {
             "target": to_tensor(target),
             "sketch": to_tensor(sketch),
             "reference": to_tensor(reference),
             "name": entry.name,
             "seed": seed,
         }
+        if self.pipeline.hints.points:  # drawn last: the other draws of the stream stay as they were
+            item["hints"] = self.pipeline.hints.sample(target, rng)
+        return item
 
 
 def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: int) -> dict[str, np.ndarray]:

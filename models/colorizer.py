@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from utils.errors import TrainingDiverged
+from utils.errors import TrainingDiverged, UserError
 
 from .checkpoint import class_path, load_colorizer, spec
 from .denoiser import Cond, Denoiser
@@ -165,8 +165,13 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         cold baseline (:mod:`models.cold`) replaces y + sigma n by its deterministic blend."""
         y = batch["target"]
         sigma, noise, uniform = self.training_draws(batch)
-        cond = drop_conditions(Cond(batch["sketch"], batch["reference"]), self.hparams.p_drop_sketch,
-                               self.hparams.p_drop_reference, uniform=uniform)
+        if self.denoiser.takes_hints != ("hints" in batch):
+            raise UserError("the network takes colour hints (11 input channels) but the data draws none: set "
+                            "--data.hint_points" if self.denoiser.takes_hints else
+                            "the data draws colour hints (--data.hint_points) but the network has no hint channels: "
+                            "use configs/variants/hints.yaml (in_channels 11)")
+        cond = drop_conditions(Cond(batch["sketch"], batch["reference"], batch.get("hints")),
+                               self.hparams.p_drop_sketch, self.hparams.p_drop_reference, uniform=uniform)
         sigma = sigma.view(-1, 1, 1, 1)
         denoised = self.denoiser(self.schedule.corrupt(y, sigma, noise, cond), sigma, cond)
         per_sample = (denoised.float() - y.float()).square().mean(dim=(1, 2, 3))

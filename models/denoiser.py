@@ -2,8 +2,9 @@
 
     D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(concat[c_in(sigma) x, S, R], c_noise(sigma))
 
-with the network F conditioned on the sketch S (1 channel) and the reference R (3 channels); c_noise comes from the
-active noise schedule (phi(sigma) for SSIMBaD). ``prediction="eps"`` gives EDM's VP preconditioning
+with the network F conditioned on the sketch S (1 channel), optional colour hints H (4 channels, for a network with
+11 input channels) and the reference R (3 channels); c_noise comes from the active noise schedule (phi(sigma) for
+SSIMBaD). ``prediction="eps"`` gives EDM's VP preconditioning
 (c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(sigma^2 + 1)): F predicts the noise, as DDPM does.
 ``prediction="x0"`` drops the skip path (c_skip = 0, c_out = sigma_data, EDM's c_in): F predicts the clean image
 itself, so the input noise reaches the output only through what the network fails to remove. With EDM's
@@ -20,11 +21,18 @@ from torch import nn
 from .schedules import NoiseSchedule
 
 
+#: The network's input channels without and with colour hints: noisy image 3 + sketch 1 (+ hints 4) + reference 3.
+IN_CHANNELS, HINT_CHANNELS = 7, 4
+
+
 class Cond(NamedTuple):
-    """The conditioning images, in [-1, 1]: sketch [B, 1, H, W] and reference [B, 3, H, W]."""
+    """The conditioning images, in [-1, 1]: sketch [B, 1, H, W] and reference [B, 3, H, W]; optional colour hints
+    [B, 4, H, W] (RGB where the mask is 1 and 0 elsewhere, then the 0/1 mask; :mod:`data.hints`). A model with hint
+    channels reads None as "no hints" (all zeros), the state it was trained with when hints were dropped."""
 
     sketch: torch.Tensor
     reference: torch.Tensor
+    hints: torch.Tensor | None = None
 
 
 class Denoiser(nn.Module):
@@ -33,6 +41,8 @@ class Denoiser(nn.Module):
         if prediction not in ("edm", "eps", "x0"):
             raise ValueError(f"prediction must be 'edm', 'eps' or 'x0', got {prediction!r}")
         self.net, self.schedule, self.sigma_data, self.prediction = net, schedule, sigma_data, prediction
+        in_channels = getattr(net, "init_args", {}).get("in_channels", IN_CHANNELS)
+        self.takes_hints = in_channels == IN_CHANNELS + HINT_CHANNELS
 
     def scalings(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(c_skip, c_out, c_in) for a tensor of noise levels (Table 1 of EDM)."""
@@ -51,6 +61,12 @@ class Denoiser(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
         c_skip, c_out, c_in = self.scalings(sigma)
-        inp = torch.cat([c_in * x, cond.sketch.to(x.dtype), cond.reference.to(x.dtype)], dim=1)
+        parts = [c_in * x, cond.sketch.to(x.dtype)]
+        if self.takes_hints:  # between the sketch and the reference, which stays last (models.unet.REF_CHANNELS)
+            hints = cond.hints if cond.hints is not None else x.new_zeros(x.shape[0], HINT_CHANNELS, *x.shape[2:])
+            parts.append(hints.to(x.dtype))
+        elif cond.hints is not None:
+            raise ValueError("this model was trained without colour hints (its network has no hint channels)")
+        inp = torch.cat(parts + [cond.reference.to(x.dtype)], dim=1)
         f = self.net(inp, self.schedule.c_noise(sigma.reshape(-1)))
         return c_skip * x + c_out * f.to(x.dtype)

@@ -34,7 +34,8 @@ def drop_conditions(cond: Cond, p_sketch: float, p_reference: float, generator: 
     draw = draw.to(cond.sketch.device)
     keep_s = (draw[0] >= p_sketch).view(b, 1, 1, 1)
     keep_r = (draw[1] >= p_reference).view(b, 1, 1, 1)
-    return Cond(torch.where(keep_s, cond.sketch, NULL_VALUE), torch.where(keep_r, cond.reference, NULL_VALUE))
+    return Cond(torch.where(keep_s, cond.sketch, NULL_VALUE), torch.where(keep_r, cond.reference, NULL_VALUE),
+                cond.hints)  # hints are dropped by the data (data.hints), where they are drawn
 
 
 class GuidedDenoiser(nn.Module):
@@ -49,10 +50,11 @@ class GuidedDenoiser(nn.Module):
         if s_s == 1.0 and s_r == 1.0:
             return self.denoiser(x, sigma, cond)
         n = x.shape[0]
-        sketch_only = Cond(cond.sketch, null_like(cond.reference))
-        nothing = Cond(null_like(cond.sketch), null_like(cond.reference))
-        # One batched call for the three conditionings.
-        batch = Cond(*(torch.cat(parts) for parts in zip(cond, sketch_only, nothing)))
+        # One batched call for the three conditionings; colour hints, if any, stay in all three (not guided).
+        ref = cond.reference
+        batch = Cond(torch.cat([cond.sketch, cond.sketch, null_like(cond.sketch)]),
+                     torch.cat([ref, null_like(ref), null_like(ref)]),
+                     None if cond.hints is None else cond.hints.repeat(3, 1, 1, 1))
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(n).repeat(3)
         d_full, d_sketch, d_none = self.denoiser(x.repeat(3, 1, 1, 1), sigma, batch).split(n)
         return d_none + s_s * (d_sketch - d_none) + s_r * (d_full - d_sketch)

@@ -152,7 +152,8 @@ class TrajectoryRefiner(DiffusionColorizer):
             noise = torch.randn(y.shape, generator=generator).to(y)
         else:  # the sample's own stream, as in pretraining
             noise = self.training_draws(batch)[1]
-        return sample_euler_diff(self.denoiser, noise * sigmas[0], sigmas, Cond(batch["sketch"], batch["reference"]),
+        cond = Cond(batch["sketch"], batch["reference"], batch.get("hints"))
+        return sample_euler_diff(self.denoiser, noise * sigmas[0], sigmas, cond,
                                  checkpointing=self.hparams.checkpointing, grad_last_k=self.hparams.grad_last_k)
 
     def refine_loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:

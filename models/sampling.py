@@ -27,13 +27,14 @@ def sample(
     if guide is not None and torch.is_inference_mode_enabled():
         # Gradient guidance differentiates through the denoiser: leave inference mode (Lightning tests in it).
         with torch.inference_mode(False):
-            return sample(denoiser, schedule, Cond(*(t.clone() for t in cond)), steps, sampler, seed=seed,
+            cond = Cond(*(None if t is None else t.clone() for t in cond))
+            return sample(denoiser, schedule, cond, steps, sampler, seed=seed,
                           device=device, guidance=guidance, guide=guide, callback=callback, realism=realism,
                           init=init, sigma_start=sigma_start, **sampler_options)
     if tuple(guidance) != (1.0, 1.0):
         denoiser = GuidedDenoiser(denoiser, *guidance)
     if realism:
-        cond = Cond(lowpass_sketch(cond.sketch, realism), cond.reference)
+        cond = cond._replace(sketch=lowpass_sketch(cond.sketch, realism))
     full = schedule.grid(steps, device=device)
     sigmas = start_grid(full, sigma_start)
     b, _, h, w = cond.reference.shape

@@ -21,7 +21,7 @@ def test_endpoint_is_the_sketch_tinted_with_the_reference_mean():
 def test_blend_endpoints_and_grid():
     sched, y = ColdSchedule(), torch.rand(2, 3, 8, 8) * 2 - 1
     cond = Cond(torch.rand(2, 1, 8, 8) * 2 - 1, torch.rand(2, 3, 8, 8) * 2 - 1)
-    g = cold_endpoint(*cond)
+    g = cold_endpoint(cond.sketch, cond.reference)
     torch.testing.assert_close(sched.corrupt(y, torch.zeros(2), None, cond), y)
     torch.testing.assert_close(sched.corrupt(y, torch.ones(2), None, cond), g)
     torch.testing.assert_close(sched.prior(torch.randn(2, 3, 8, 8), 1.0, cond), g)

@@ -95,6 +95,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+def load_rgba(path: str | Path) -> np.ndarray:
+    """Load an image file with transparency as RGBA uint8 (H, W, 4); a file without an alpha channel is an
+    :class:`ImageReadError` (every pixel would count as opaque)."""
+    img = _open(path)
+    if not (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
+        raise ImageReadError(f"{path}: has no transparency (mode {img.mode}); save it as a PNG whose only opaque "
+                             "pixels are the hints")
+    return np.asarray(img.convert("RGBA"), dtype=np.uint8).copy()
+
+
 def load_gray(path: str | Path) -> np.ndarray:
     """Load any image file as grayscale uint8 (H, W) (ITU-R 601 luma, as PIL's 'L' mode)."""
     rgb = load_rgb(path)
