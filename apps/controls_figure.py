@@ -4,10 +4,14 @@
         --values 0 0.25 0.5 0.75 1 --out assets/control_realism.png
     python -m apps.controls_figure --checkpoint CKPT --sketch S --reference R --control sigma_start \
         --values 80 10 3 1 0.3 --init flat --out assets/control_noise_start.png
+    python -m apps.controls_figure --checkpoint HINTS_CKPT --sketch S --reference R --control hints \
+        --values 0 2 6 16 --hint-source IMG --out assets/control_hints.png
 
 Columns: the sketch as the model sees it (low-passed for realism), the reference, the start of the sampler (the
 initial image plus sigma_start n for a noise start; pure noise, shown clipped, otherwise), then the outputs for
-``--seeds``. The inputs are prepared as colorize.py prepares them (:mod:`apps.colorize_inputs`) and sampled
+``--seeds``. For ``hints`` (a model trained with them) a value is a number of hint points: patches of a fixed
+side at seeded positions (the same first ones in every row), coloured from ``--hint-source``, and the start column
+shows them over the sketch. The inputs are prepared as colorize.py prepares them (:mod:`apps.colorize_inputs`) and sampled
 through the model's own ``sample``; a sigma_start at or above sigma_max is plain sampling.
 """
 from __future__ import annotations
@@ -24,24 +28,51 @@ import torchvision  # noqa: E402
 
 from apps.colorize import checkpoint_xdog, initial_images  # noqa: E402
 from apps.colorize_inputs import prepare_reference, prepare_sketch  # noqa: E402
+from data.hints import add_patch  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
 from models.controls import lowpass_sketch  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
-from utils.errors import exit_on_user_error  # noqa: E402
+from utils.errors import UserError, exit_on_user_error  # noqa: E402
 from utils.images import to_tensor, to_unit  # noqa: E402
 
-CONTROLS = ("realism", "sigma_start")
+CONTROLS = ("realism", "sigma_start", "hints")
+MAX_FIGURE_HINTS = 64
+
+
+def figure_hints(source, count: int, seed: int = 0) -> torch.Tensor:
+    """[1, 4, H, W] hints: ``count`` patches of side H/16 at the first ``count`` positions of a seeded draw."""
+    h, w = source.shape[:2]
+    side = max(1, h // 16)
+    positions = torch.Generator().manual_seed(seed)
+    n = max(count, MAX_FIGURE_HINTS)  # one draw for every count: the first positions are shared
+    ys = torch.randint(h // 8, h - h // 8 - side, (n,), generator=positions)
+    xs = torch.randint(w // 8, w - w // 8 - side, (n,), generator=positions)
+    hints = torch.zeros(4, h, w)
+    for y, x in list(zip(ys.tolist(), xs.tolist()))[:count]:
+        add_patch(hints, source, y, x, side)
+    return hints[None]
+
+
+def show_hints(sketch: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
+    """The sketch [1, 1, H, W] in [-1, 1] with the hint patches painted over it, as [1, 3, H, W] in [-1, 1]."""
+    mask = hints[:, 3:]
+    return sketch.expand(-1, 3, -1, -1) * (1 - mask) + hints[:, :3] * mask
 
 
 def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int], init: str,
-         prepared) -> list[torch.Tensor]:
+         prepared, hint_source=None) -> list[torch.Tensor]:
     """Per value, the tiles [sketch seen, reference, start, outputs per seed] in [0, 1]; the start is the sampler's
     own first state for the first seed (recorded by its callback)."""
     start_image = initial_images(init, cond.reference, [prepared], None) if control == "sigma_start" else None
     out = []
     for value in values:
-        options = {"realism": value} if control == "realism" else {"sigma_start": value, "init": start_image}
-        seen = lowpass_sketch(cond.sketch, value) if control == "realism" else cond.sketch
+        seen, given = cond.sketch, cond
+        if control == "realism":
+            options, seen = {"realism": value}, lowpass_sketch(cond.sketch, value)
+        elif control == "sigma_start":
+            options = {"sigma_start": value, "init": start_image}
+        else:
+            options, given = {}, cond._replace(hints=figure_hints(hint_source, int(value)))
         starts: list[torch.Tensor] = []
 
         def record(i, x, denoised, sigma):
@@ -49,9 +80,10 @@ def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int],
                 starts.append(x)
 
         with torch.no_grad():
-            samples = [model.sample(cond, seed=seed, callback=record, **options) for seed in seeds]
+            samples = [model.sample(given, seed=seed, callback=record, **options) for seed in seeds]
+        start = show_hints(cond.sketch, given.hints) if control == "hints" else starts[0].clamp(-1, 1)
         out.append(torch.cat([to_unit(seen.expand(-1, 3, -1, -1)), to_unit(cond.reference),
-                              to_unit(starts[0].clamp(-1, 1)), *[to_unit(s) for s in samples]]))
+                              to_unit(start), *[to_unit(s) for s in samples]]))
     return out
 
 
@@ -65,16 +97,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--values", type=float, nargs="+", required=True, help="one row per value")
     parser.add_argument("--init", choices=("reference", "flat"), default="reference",
                         help="start image of --control sigma_start (default reference)")
+    parser.add_argument("--hint-source", type=Path, help="colour image the hint points of --control hints take "
+                        "their colours from (fitted like a reference)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = parser.parse_args(argv)
+    if (args.control == "hints") != (args.hint_source is not None):
+        parser.error("--hint-source goes with --control hints, and --control hints needs it")
     ckpt = read_checkpoint(args.checkpoint)
     model = build_model(ckpt)
     size = int(ckpt.datamodule_hparams.get("size", 64))
     prepared = prepare_sketch(args.sketch, size, checkpoint_xdog(ckpt.datamodule_hparams))
     cond = Cond(to_tensor(prepared.sketch)[None], to_tensor(prepare_reference(args.reference, size))[None])
-    tiles = rows(model, cond, args.control, args.values, args.seeds, args.init, prepared)
-    columns = ["sketch seen", "reference", "start", *[f"seed {s}" for s in args.seeds]]
+    if args.control == "hints" and not model.ema.takes_hints:
+        raise UserError(f"{args.checkpoint} was trained without colour hints (configs/variants/hints.yaml)")
+    source = prepare_reference(args.hint_source, size) if args.hint_source is not None else None
+    tiles = rows(model, cond, args.control, args.values, args.seeds, args.init, prepared, source)
+    columns = ["sketch seen", "reference", "hints" if args.control == "hints" else "start",
+               *[f"seed {s}" for s in args.seeds]]
     grid = torchvision.utils.make_grid(torch.cat(tiles), nrow=len(columns), padding=2, pad_value=1.0)
     fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 1.2, 1.2 * len(args.values) + 0.6), dpi=80)
     ax.imshow(grid.permute(1, 2, 0).numpy())
@@ -82,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_yticks([step * (i + 0.5) for i in range(len(args.values))], [f"{v:g}" for v in args.values])
     col = grid.shape[2] / len(columns)
     ax.set_xticks([col * (i + 0.5) for i in range(len(columns))], columns, fontsize=8)
-    ax.set_ylabel(args.control if args.control == "realism" else f"sigma_start (init: {args.init})")
+    labels = {"realism": "realism", "sigma_start": f"sigma_start (init: {args.init})", "hints": "hint points"}
+    ax.set_ylabel(labels[args.control])
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)

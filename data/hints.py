@@ -41,8 +41,13 @@ class HintSampler:
         largest = max(1, round(PATCH_FRACTION * max(h, w)))
         for _ in range(min(self.points, int(rng.geometric(POINTS_P)))):
             side = int(rng.integers(1, largest + 1))
-            y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            colour = target[y:y + side, x:x + side].reshape(-1, 3).mean(axis=0) / 127.5 - 1
-            hints[:3, y:y + side, x:x + side] = torch.as_tensor(colour, dtype=torch.float32)[:, None, None]
-            hints[3, y:y + side, x:x + side] = 1.0
+            add_patch(hints, target, int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side)
         return hints
+
+
+def add_patch(hints: torch.Tensor, source: np.ndarray, y: int, x: int, side: int) -> None:
+    """Mark the ``side`` x ``side`` patch at (y, x) of ``hints`` [4, H, W] with the mean colour of ``source``
+    (uint8 H x W x 3) over it."""
+    colour = source[y:y + side, x:x + side].reshape(-1, 3).mean(axis=0) / 127.5 - 1
+    hints[:3, y:y + side, x:x + side] = torch.as_tensor(colour, dtype=torch.float32)[:, None, None]
+    hints[3, y:y + side, x:x + side] = 1.0

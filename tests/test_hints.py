@@ -131,6 +131,21 @@ def test_hints_overlay_trains_and_colorizes(faces, tmp_path, one_thread):
     colorize.main([*args, "--out", str(tmp_path / "empty"), "--hints", str(tmp_path)])  # a folder without its file
     read = {k: np.asarray(Image.open(tmp_path / k / f"{face[0].stem}.png")) for k in ("none", "hinted", "empty")}
     assert np.array_equal(read["none"], read["empty"]) and not np.array_equal(read["none"], read["hinted"])
+    from apps import controls_figure
+
+    controls_figure.main([*args, "--control", "hints", "--values", "0", "4", "--hint-source", str(face[2]),
+                          "--seeds", "0", "--out", str(tmp_path / "fig.png")])
+    assert Image.open(tmp_path / "fig.png").size[0] > 64
+
+
+def test_figure_hints_are_nested_and_coloured_from_the_source():
+    from apps.controls_figure import figure_hints
+
+    source = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    few, more = figure_hints(source, 2), figure_hints(source, 6)
+    assert not figure_hints(source, 0).any()
+    assert bool((more[:, 3] >= few[:, 3]).all()) and more[:, 3].sum() > few[:, 3].sum()  # the same first points
+    assert float(few[:, :3].abs().sum()) > 0
 
 
 def test_hints_for_a_model_without_them_is_one_line(tiny_model, tmp_path, capsys):
