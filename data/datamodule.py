@@ -65,6 +65,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         hint_points: the most colour-hint points per training image (:mod:`data.hints`; 0: no hints). Needs a
             network with 11 input channels (``configs/variants/hints.yaml``).
         hint_drop: probability that a training image gets no hints (hint-free use stays the default).
+        sketch_lowpass: probability that a training sketch is low-passed at a realism weight drawn from U(0, 1)
+            (:mod:`utils.lowpass`, DiSS), so that the realism control of sampling is a condition the model knows.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         reference_patches: int = 0,
         hint_points: int = 0,
         hint_drop: float = 0.5,
+        sketch_lowpass: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -108,6 +111,9 @@ class ColorizationDataModule(pl.LightningDataModule):
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
             self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
             self.hints = HintSampler(hint_points, hint_drop)
+            if not 0.0 <= sketch_lowpass <= 1.0:
+                raise ValueError(f"sketch_lowpass must be a probability in [0, 1], got {sketch_lowpass}")
+            self.sketch_lowpass = sketch_lowpass
         except ValueError as err:
             raise UserError(str(err)) from None
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
@@ -146,7 +152,7 @@ class ColorizationDataModule(pl.LightningDataModule):
     def _pipeline(self, with_sketches: bool) -> Pipeline:
         # (the evaluation protocol ignores reference_augment and hints: it is hint-free, its references its own)
         return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None,
-                        self.reference_augment, self.hints)
+                        self.reference_augment, self.hints, self.sketch_lowpass)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.images import ImageReadError, to_tensor
+from utils.lowpass import lowpass_sketch
 from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
@@ -41,6 +42,7 @@ class Pipeline:
     sketches: dict[str, Path] | None = None
     reference_augment: ReferenceAugment = ReferenceAugment()
     hints: HintSampler = HintSampler()
+    sketch_lowpass: float = 0.0  # probability of a training sketch low-passed at a uniform realism weight
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -95,6 +97,9 @@ class TrainDataset(Dataset):
         }
         if self.pipeline.hints.points:  # drawn last: the other draws of the stream stay as they were
             item["hints"] = self.pipeline.hints.sample(target, rng)
+        if self.pipeline.sketch_lowpass and rng.random() < self.pipeline.sketch_lowpass:
+            # DiSS's realism in training: the model learns to colour low-passed sketches, as the control gives them
+            item["sketch"] = lowpass_sketch(item["sketch"][None], float(rng.random()))[0]
         return item
 
 

@@ -4,7 +4,8 @@
   that the model follows the lines less closely and its prior more. DiSS maps a realism weight s in [0, 1] to N
   linearly between m/8 + k and 1 + k for an m x m condition; here s = 0 must leave the sketch untouched (today's
   output, bit for bit), so N falls geometrically from m at s = 0 to m/8 at s = 1 (DiSS's mildest filter):
-  N = round(m / 8^s).
+  N = round(m / 8^s). The filter is :func:`utils.lowpass.lowpass_sketch`, which training can apply to its sketches
+  too (``data.sketch_lowpass``), as DiSS trains with them.
 - Adjustable noise start (PASD, Yang et al. 2023, Sec. 3.3, eq. 3-4): instead of pure noise at sigma_max the
   sampler starts from an initial image (the reference, a flat fill, an earlier result) noised to sigma_start, on the
   same grid truncated at sigma_start. In EDM's coordinates x = y + sigma n, PASD's
@@ -14,29 +15,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-#: The coarsest low-pass size at realism 1, as a fraction of the image side (DiSS's m / 8).
-REALISM_MIN_FRACTION = 1 / 8
-
-
-def realism_size(side: int, realism: float) -> int:
-    """N = round(side / 8^realism), at least 1: the side of the low-pass at realism weight ``realism``."""
-    if not 0.0 <= realism <= 1.0:
-        raise ValueError(f"realism must be in [0, 1], got {realism}")
-    return max(1, round(side * REALISM_MIN_FRACTION**realism))
-
-
-def lowpass_sketch(sketch: torch.Tensor, realism: float) -> torch.Tensor:
-    """The sketch [B, 1, H, W] area-downsampled to N x N (N from :func:`realism_size` of the longer side, the
-    shorter side in proportion) and bilinearly upsampled back; realism 0 returns ``sketch`` itself."""
-    h, w = sketch.shape[-2:]
-    n = realism_size(max(h, w), realism)
-    if n >= max(h, w):
-        return sketch
-    small = F.interpolate(sketch, size=(max(1, round(h * n / max(h, w))), max(1, round(w * n / max(h, w)))),
-                          mode="area")
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+from utils.lowpass import lowpass_sketch, realism_size  # noqa: F401 - the realism control (shared with training)
 
 
 def start_grid(sigmas: torch.Tensor, sigma_start: float | None) -> torch.Tensor:

@@ -94,3 +94,15 @@ def test_sigma_start_without_an_image_is_an_error(model_and_cond):
     _, cond = model_and_cond
     with pytest.raises(ValueError, match="init"):
         sample(gaussian_denoiser(0.0, 0.5), PhiSchedule(), cond, 4, "euler", sigma_start=1.0)
+
+
+def test_training_sketches_can_be_low_passed_like_the_realism_control(faces):
+    from data.dataset import Pipeline, TrainDataset
+    from data.folder import scan_folder
+
+    entries = scan_folder(faces)
+    plain = TrainDataset(entries, Pipeline(size=16))[5]
+    soft = TrainDataset(entries, Pipeline(size=16, sketch_lowpass=1.0))[5]
+    assert torch.equal(plain["target"], soft["target"]) and torch.equal(plain["reference"], soft["reference"])
+    assert not torch.equal(plain["sketch"], soft["sketch"])
+    assert soft["sketch"].diff(dim=-1).abs().mean() < plain["sketch"].diff(dim=-1).abs().mean()  # smoother
