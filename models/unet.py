@@ -83,22 +83,26 @@ class Attention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention of a feature map (queries) to reference features (keys, values) of ``ref_ch`` channels;
-    x + proj(attention), with proj zero-initialised (identity at initialisation)."""
+    """Multi-head attention of a feature map (queries) to reference features of ``ref_ch`` channels plus the
+    reference's own colours at that resolution (keys, values); x + proj(attention), with proj zero-initialised
+    (identity at initialisation). The colours bypass the normalisation: the encoder's GroupNorms remove each
+    channel's mean over the image, which is exactly the absolute colour the values must carry."""
 
     def __init__(self, ch: int, ref_ch: int, heads: int):
         super().__init__()
         if ch % heads:
             raise ValueError(f"{ch} channels do not split into {heads} attention heads")
         self.heads, self.norm, self.ref_norm = heads, _norm(ch), _norm(ref_ch)
-        self.q, self.kv, self.proj = nn.Conv2d(ch, ch, 1), nn.Conv2d(ref_ch, 2 * ch, 1), nn.Conv2d(ch, ch, 1)
+        self.q, self.kv = nn.Conv2d(ch, ch, 1), nn.Conv2d(ref_ch + REF_CHANNELS, 2 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)
-        k, v = self.kv(self.ref_norm(ref)).reshape(b, 2, self.heads, c // self.heads, -1).transpose(-1, -2).unbind(1)
+        kv = self.kv(torch.cat([self.ref_norm(ref), colours.to(ref.dtype)], dim=1))
+        k, v = kv.reshape(b, 2, self.heads, c // self.heads, -1).transpose(-1, -2).unbind(1)
         out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
@@ -117,11 +121,12 @@ class ReferenceEncoder(nn.Module):
                 nn.Conv2d(ch, ch, 3, padding=1), _norm(ch), nn.SiLU()))
             prev = ch
 
-    def forward(self, ref: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per level: (features, the reference's colours average-pooled to the same resolution)."""
         h, feats = self.stem(ref), []
-        for level in self.levels:
-            h = level(h)
-            feats.append(h)
+        for level, layers in enumerate(self.levels):
+            h = layers(h)
+            feats.append((h, F.avg_pool2d(ref, 2**level) if level else ref))
         return feats
 
 
@@ -231,9 +236,9 @@ class UNet(nn.Module):
             hs.append(h)
         h = self._block(self.mid, h, emb)
         if self.ref_mid is not None:
-            h = self.ref_mid(h, refs[-1])
+            h = self.ref_mid(h, *refs[-1])
         for i, layers in enumerate(self.up):
             h = self._block(layers, torch.cat([h, hs.pop()], dim=1), emb)
             if str(i) in self.ref_attn:
-                h = self.ref_attn[str(i)](h, refs[self.up_levels[i]])
+                h = self.ref_attn[str(i)](h, *refs[self.up_levels[i]])
         return self.out(h)

@@ -123,3 +123,18 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     colorize.main(["--checkpoint", str(ckpt), "--sketch", str(face[0]), "--reference", str(face[1]),
                    "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / f"{face[0].stem}.png").is_file()
+
+
+def test_absolute_reference_colours_reach_the_values():
+    """Normalised features lose a channel's mean over the image; the colour bypass keeps it: the same features
+    with two different colours attend to different values."""
+    from models.unet import CrossAttention
+
+    torch.manual_seed(0)
+    attn = CrossAttention(8, 8, 2)
+    torch.nn.init.normal_(attn.proj.weight, std=0.1)
+    x, feats = torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 4)
+    dark, light = torch.full((1, 3, 4, 4), -0.8), torch.full((1, 3, 4, 4), 0.8)
+    with torch.no_grad():
+        assert (attn(x, feats, dark) - attn(x, feats, light)).abs().mean() > 1e-2
+        torch.testing.assert_close(attn(x, feats + 5.0, dark), attn(x, feats, dark))  # the features' mean is normalised away
