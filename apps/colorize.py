@@ -54,7 +54,7 @@ from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb,
 from utils.xdog import XDoGParams
 
 from .colorize_inputs import (TrajectoryRecorder, hints_file, prepare_hints, prepare_reference, prepare_sketch,
-                              trajectory_grid, trajectory_steps)
+                              show_hints, trajectory_grid, trajectory_steps)
 
 SKETCH_TYPES = ("auto", "sketch", "image")
 INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m", "cold")  # cold: the cold-diffusion baseline's own
@@ -376,7 +376,8 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         for k, (job, prepared) in enumerate(zip(batch, sketches)):
             _save_png(prepared.letterbox.inverse(pixels[k].permute(1, 2, 0).numpy()), job.output)
             if recorder is not None and job.trajectory is not None:
-                seen = lowpass_sketch(cond.sketch[k : k + 1], realism)[0]  # the sketch the model saw
+                seen = lowpass_sketch(cond.sketch[k : k + 1], realism)[0]  # the sketch the model saw, and its hints
+                seen = show_hints(seen, None if hints is None else hints[k])
                 grid = trajectory_grid(seen.cpu(), cond.reference[k].cpu(),
                                        [s[k] for s in recorder.states], [p[k] for p in recorder.predictions])
                 _save_png(grid, job.trajectory)

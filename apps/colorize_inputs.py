@@ -190,10 +190,20 @@ class TrajectoryRecorder:
             self.predictions.append(denoised.float().cpu())
 
 
+def show_hints(sketch: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
+    """The sketch [..., 1, H, W] in [-1, 1] with the hint patches ([..., 4, H, W]) painted over it, 3 channels."""
+    rgb = sketch.expand(*sketch.shape[:-3], 3, *sketch.shape[-2:])
+    if hints is None:
+        return rgb
+    mask = hints[..., 3:, :, :]
+    return rgb * (1 - mask) + hints[..., :3, :, :] * mask
+
+
 def trajectory_grid(sketch: torch.Tensor, reference: torch.Tensor, states: list[torch.Tensor],
                     predictions: list[torch.Tensor]) -> np.ndarray:
     """One image's denoising trajectory as a uint8 (H, W, 3) grid of two rows: the sketch, then the sampler's states
-    x_i from pure noise on; the reference, then the x0 predictions at the same steps (the last is the output)."""
+    x_i from pure noise on; the reference, then the x0 predictions at the same steps (the last is the output). The
+    sketch may be 3 channels (with colour hints painted on it, :func:`show_hints`)."""
     top = [sketch.expand(3, -1, -1), *states]
     bottom = [reference, *predictions]
     tiles = torch.stack([to_unit(t) for t in top + bottom])

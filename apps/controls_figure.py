@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from apps.colorize import checkpoint_xdog, initial_images  # noqa: E402
-from apps.colorize_inputs import prepare_reference, prepare_sketch  # noqa: E402
+from apps.colorize_inputs import prepare_reference, prepare_sketch, show_hints  # noqa: E402
 from data.hints import add_patch  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
 from models.controls import lowpass_sketch  # noqa: E402
@@ -51,12 +51,6 @@ def figure_hints(source, count: int, seed: int = 0) -> torch.Tensor:
     for y, x in list(zip(ys.tolist(), xs.tolist()))[:count]:
         add_patch(hints, source, y, x, side)
     return hints[None]
-
-
-def show_hints(sketch: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
-    """The sketch [1, 1, H, W] in [-1, 1] with the hint patches painted over it, as [1, 3, H, W] in [-1, 1]."""
-    mask = hints[:, 3:]
-    return sketch.expand(-1, 3, -1, -1) * (1 - mask) + hints[:, :3] * mask
 
 
 def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int], init: str,

@@ -131,6 +131,11 @@ def test_hints_overlay_trains_and_colorizes(faces, tmp_path, one_thread):
     colorize.main([*args, "--out", str(tmp_path / "empty"), "--hints", str(tmp_path)])  # a folder without its file
     read = {k: np.asarray(Image.open(tmp_path / k / f"{face[0].stem}.png")) for k in ("none", "hinted", "empty")}
     assert np.array_equal(read["none"], read["empty"]) and not np.array_equal(read["none"], read["hinted"])
+    colorize.main([*args, "--out", str(tmp_path / "traj"), "--hints", str(tmp_path / "hints.png"),
+                   "--save-trajectory"])
+    grid = np.asarray(Image.open(next((tmp_path / "traj_trajectory").glob("*.png"))))
+    sketch_tile = grid[2:18, 2:18]  # the first tile: the sketch with its hints painted on
+    assert (sketch_tile == (255, 0, 255)).all(axis=-1).sum() == 64
     from apps import controls_figure
 
     controls_figure.main([*args, "--control", "hints", "--values", "0", "4", "--hint-source", str(face[2]),
