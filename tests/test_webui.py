@@ -1,0 +1,188 @@
+"""The web page of app.py in a real headless browser (Chromium from the system's packages, driven by Selenium), and
+under a burst of concurrent requests."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest_plugins = ["conftest_ckpt"]
+ROOT = Path(__file__).resolve().parents[1]
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(tiny_model.checkpoint),
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited: {proc.stdout.read().decode()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not answer within 180 s")
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    driver_path = shutil.which("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("no Chromium and chromedriver on this machine (make test installs the Debian packages chromium "
+                    "and chromium-driver when it can)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, 120).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#sketch input[type=file]")))
+
+
+def _upload_and_run(driver, sketch: Path, reference: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.CSS_SELECTOR, "#sketch input[type=file]").send_keys(str(sketch))
+    driver.find_element(By.CSS_SELECTOR, "#reference input[type=file]").send_keys(str(reference))
+    for box in ("sketch", "reference"):  # the uploads have landed when their file names show
+        WebDriverWait(driver, 60).until(lambda d, b=box: Path(sketch if b == "sketch" else reference).stem
+                                        in d.find_element(By.ID, b).text)
+    driver.find_element(By.ID, "run").click()
+
+
+def _status(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "status").text
+
+
+def test_page_colorizes_an_upload(server, browser, tiny_model, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    faces = sorted(tiny_model.faces.glob("*.png"))
+    _open(browser, url)
+    _upload_and_run(browser, faces[0], faces[1])
+    WebDriverWait(browser, 180).until(lambda d: _status(d).startswith(("done", "error")))
+    assert _status(browser).startswith("done"), _status(browser)
+    src = browser.find_element(By.CSS_SELECTOR, "#output img").get_attribute("src")
+    with urllib.request.urlopen(src, timeout=30) as response:
+        out = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+    assert out.shape == (tiny_model.size, tiny_model.size, 3)
+    for given in faces[:2]:
+        assert not np.array_equal(out, np.asarray(Image.open(given).convert("RGB")))
+
+
+def test_page_reports_a_corrupt_upload(server, browser, tiny_model, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = server
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(Path(sorted(tiny_model.faces.glob("*.png"))[0]).read_bytes()[:40])  # a truncated PNG
+    _open(browser, url)
+    _upload_and_run(browser, corrupt, sorted(tiny_model.faces.glob("*.png"))[1])
+    WebDriverWait(browser, 180).until(lambda d: _status(d).startswith(("done", "error")))
+    assert "corrupt.png" in _status(browser) and "not a readable image" in _status(browser)
+
+
+def test_burst_of_requests_is_answered_and_memory_returns(server, tiny_model):
+    from gradio_client import Client, handle_file
+
+    url, proc = server
+    faces = sorted(tiny_model.faces.glob("*.png"))
+    args = (handle_file(str(faces[0])), handle_file(str(faces[1])), None, "euler", 3, 1, 1, 0, 0, 0, 0, "reference")
+    client = Client(url, verbose=False)
+    assert client.predict(*args, api_name="/colorize")[-1].startswith("done")  # warm
+    before = rss_mb(proc.pid)
+    answers: list[str] = []
+
+    def one():
+        try:
+            answers.append(Client(url, verbose=False).predict(*args, api_name="/colorize")[-1])
+        except Exception as err:  # noqa: BLE001 - the queue's refusal reaches the client as an exception
+            answers.append(f"refused: {err}")
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(answers) == 8 and proc.poll() is None
+    for answer in answers:
+        assert answer.startswith("done") or "queue" in answer.lower() or "busy" in answer.lower(), answer
+    assert sum(a.startswith("done") for a in answers) >= 1
+    time.sleep(2)
+    assert rss_mb(proc.pid) < before + 150, (before, rss_mb(proc.pid))
+
+
+def test_uploads_of_every_kind_get_a_result_or_one_line(tiny_model, tmp_path):
+    """The request function itself (no browser): RGBA and 16-bit uploads colorize, a huge one is refused."""
+    from apps.webui import describe_checkpoint, run_request
+
+    page = describe_checkpoint(tiny_model.checkpoint)
+    face = sorted(tiny_model.faces.glob("*.png"))[0]
+    rgb = np.asarray(Image.open(face).convert("RGB"))
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)]), "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray((rgb.mean(-1) * 257).astype(np.uint16)).save(tmp_path / "gray16.png")
+    Image.new("L", (8000, 8000), 255).save(tmp_path / "huge.png")
+    options = ("euler", 3, 1, 1, 0, 0, 0, 0, "reference")
+    for upload in ("rgba.png", "gray16.png"):
+        out, seen, trajectory, status = run_request(page, str(tmp_path / upload), str(face), None, *options)
+        assert status.startswith("done") and out.shape[:2] == rgb.shape[:2], status
+    *outputs, status = run_request(page, str(tmp_path / "huge.png"), str(face), None, *options)
+    assert outputs == [None, None, None] and "8000x8000" in status and status.startswith("error")
+    *outputs, status = run_request(page, None, str(face), None, *options)
+    assert status.startswith("error: no sketch uploaded")
