@@ -186,3 +186,17 @@ def test_uploads_of_every_kind_get_a_result_or_one_line(tiny_model, tmp_path):
     assert outputs == [None, None, None] and "8000x8000" in status and status.startswith("error")
     *outputs, status = run_request(page, None, str(face), None, *options)
     assert status.startswith("error: no sketch uploaded")
+
+
+def test_hint_canvas_layers_become_one_rgba_image():
+    from apps.webui import hint_layer
+
+    assert hint_layer(None) is None and hint_layer({"background": None, "layers": []}) is None
+    empty = np.zeros((8, 8, 4), np.uint8)
+    assert hint_layer({"layers": [empty]}) is None  # nothing drawn
+    red, blue = empty.copy(), empty.copy()
+    red[1:4, 1:4] = (255, 0, 0, 255)
+    blue[2:6, 2:6] = (0, 0, 255, 255)
+    merged = hint_layer({"layers": [red, blue]})
+    assert tuple(merged[1, 1]) == (255, 0, 0, 255) and tuple(merged[3, 3]) == (0, 0, 255, 255)  # later on top
+    assert merged[7, 7, 3] == 0
