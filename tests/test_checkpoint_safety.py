@@ -113,7 +113,8 @@ def test_lightning_load_from_checkpoint_is_the_safe_loader(tiny_model, tmp_path)
 
 def test_registry_holds_the_project_classes_only():
     assert set(NETWORKS) == {"models.unet.UNet"}
-    assert all(name.startswith("models.schedules.") for name in SCHEDULES)
+    assert all(name.startswith(("models.schedules.", "models.cold.")) for name in SCHEDULES)
+    assert all(f"{cls.__module__}.{cls.__qualname__}" == name for name, cls in SCHEDULES.items())
 
 
 def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_path):
