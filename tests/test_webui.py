@@ -200,3 +200,11 @@ def test_hint_canvas_layers_become_one_rgba_image():
     merged = hint_layer({"layers": [red, blue]})
     assert tuple(merged[1, 1]) == (255, 0, 0, 255) and tuple(merged[3, 3]) == (0, 0, 255, 255)  # later on top
     assert merged[7, 7, 3] == 0
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(tmp_path / "none.ckpt")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "make demo" in result.stderr.strip().splitlines()[-1]
