@@ -19,8 +19,9 @@ def sample(
     device: torch.device | str = "cpu", guidance: tuple[float, float] = (1.0, 1.0), guide=None, callback=None,
     realism: float = 0.0, init: torch.Tensor | None = None, sigma_start: float | None = None, **sampler_options,
 ) -> torch.Tensor:
-    """x_0 from x_T = sigma_max n (the schedule's prior) on the ``steps``-point grid of ``schedule``. The noise comes from a CPU generator
-    seeded with ``seed`` (reproducible on any device), ``guidance`` = (s_sketch, s_reference) wraps the denoiser in
+    """x_0 from the schedule's prior (x_T = sigma_max n; the tinted sketch for the cold baseline) on the
+    ``steps``-point grid of ``schedule``. The noise comes from a CPU generator seeded with ``seed`` (reproducible on
+    any device), ``guidance`` = (s_sketch, s_reference) wraps the denoiser in
     2-D classifier-free guidance unless both are 1, ``guide`` adds gradient guidance (SSIM guidance) after each
     step. ``realism`` > 0 low-passes the sketch; ``init`` (images in [-1, 1] like the output) with ``sigma_start``
     below sigma_max starts from init + sigma_start n on the grid truncated there (the same noise n)."""
