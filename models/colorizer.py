@@ -23,7 +23,7 @@ from .ema import ema_update
 from .evaluation import EvaluationMixin
 from .guidance import drop_conditions
 from .samplers import get_sampler
-from .sampling import sample
+from .sampling import check_pairing, sample
 from .schedules import NoiseSchedule, PhiSchedule
 from .ssim_guidance import check_scale, check_target
 from .unet import UNet
@@ -89,9 +89,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         if loss_weighting not in ("none", "edm"):
             raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
         get_sampler(sampler)
-        if (sampler == "cold") != schedule.deterministic:
-            raise ValueError(f"the cold sampler and the cold schedule (models.cold) go together; got sampler "
-                             f"{sampler!r} with {schedule}")
+        check_pairing(schedule, sampler)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
         if not 0.0 <= realism <= 1.0:

@@ -14,6 +14,12 @@ from .samplers import get_sampler
 from .schedules import NoiseSchedule
 
 
+def check_pairing(schedule: NoiseSchedule, sampler: str) -> None:
+    """The cold sampler (Cold Diffusion's Algorithm 2) goes with the cold schedule (models.cold), and only with it."""
+    if (sampler == "cold") != schedule.deterministic:
+        raise ValueError(f"the cold sampler and the cold schedule go together (got sampler {sampler!r} with {schedule})")
+
+
 def sample(
     denoiser: nn.Module, schedule: NoiseSchedule, cond: Cond, steps: int, sampler: str, *, seed: int | None = None,
     device: torch.device | str = "cpu", guidance: tuple[float, float] = (1.0, 1.0), guide=None, callback=None,
@@ -43,8 +49,7 @@ def sample(
     noise = torch.randn((b, 3, h, w), generator=gen).to(device)
     if sigma_start is not None and init is None:
         raise ValueError("sigma_start needs an initial image (init)")
-    if (sampler == "cold") != schedule.deterministic:
-        raise ValueError(f"the cold sampler and the cold schedule go together (got sampler {sampler!r} with {schedule})")
+    check_pairing(schedule, sampler)
     if sigmas is not full:  # a noise start (PASD's ANS)
         if schedule.deterministic:
             raise ValueError("a noise start (sigma_start) needs a noise schedule; the cold baseline starts from its "
