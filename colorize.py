@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, metavar="N", help="sampler steps (default: the checkpoint's)")
-    sampling.add_argument("--sampler", choices=INFERENCE_SAMPLERS, help="ODE sampler (default: the checkpoint's)")
+    sampling.add_argument("--sampler", choices=INFERENCE_SAMPLERS,
+                          help="euler_ancestral (stochastic), euler, heun, dpmpp_2m (ODE solvers) or cold (the cold "
+                               "baseline's); default: the checkpoint's")
     sampling.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the initial noise (default 0)")
     sampling.add_argument("--batch-size", type=int, default=8, metavar="N", help="sketches per batch (default 8)")
     sampling.add_argument("--device", metavar="cpu|cuda", help="cpu or cuda (default: cuda when available)")

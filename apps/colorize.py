@@ -57,7 +57,7 @@ from .colorize_inputs import (TrajectoryRecorder, hints_file, prepare_hints, pre
                               show_hints, trajectory_grid, trajectory_steps)
 
 SKETCH_TYPES = ("auto", "sketch", "image")
-INFERENCE_SAMPLERS = ("heun", "euler", "dpmpp_2m", "cold")  # cold: the cold-diffusion baseline's own
+INFERENCE_SAMPLERS = ("euler_ancestral", "euler", "heun", "dpmpp_2m", "cold")  # cold: the cold-diffusion baseline's own
 INIT_KINDS = ("reference", "flat")
 
 Guide = Callable[[torch.Tensor], torch.Tensor]

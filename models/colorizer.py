@@ -43,7 +43,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         lr, weight_decay, betas: AdamW.
         warmup_epochs: linear warm-up (fractions allowed), then cosine decay to ``min_lr`` at the last step.
         ema_decay: EMA of the weights (used for validation, test and export).
-        sampler, steps: sampler ("heun" | "euler") and number of grid points for validation and test.
+        sampler, steps: sampler (a name of models.samplers.SAMPLERS) and number of grid points for validation and test.
         guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
         grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).

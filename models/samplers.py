@@ -104,6 +104,39 @@ def sample_dpmpp_2m(denoiser, x, sigmas, cond, *, callback: Callback = None, gui
     return x
 
 
+@torch.no_grad()
+def sample_euler_ancestral(
+    denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None, eta: float = 1.0,
+    s_noise: float = 1.0, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Ancestral sampling: each step from sigma to sigma' draws from DDPM's posterior q(x_sigma' | x_sigma, y) (Ho
+    et al. 2020, eq. 7, in EDM's variance-exploding coordinates) with the clean image y replaced by D(x; sigma):
+
+        x' = D + (sigma_down / sigma) (x - D) + sigma_up z,   sigma_up = eta sigma' sqrt(1 - sigma'^2 / sigma^2),
+        sigma_down = sqrt(sigma'^2 - sigma_up^2),
+
+    so eta = 1 is the posterior (sigma_down = sigma'^2 / sigma) and eta = 0 the Euler step of the ODE. The fresh noise
+    z washes out the errors of the earlier steps instead of carrying them to the end, as the ODE does (Karras et
+    al. 2022, Sec. 4); the noise comes from ``generator`` (CPU), so a seed fixes the sample. N steps cost N network
+    evaluations; the last step, to sigma = 0, returns the denoised image."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised, grad = _denoise(denoiser, x, sigma, cond, guide)
+        if callback is not None:
+            callback(i, x, denoised, sigma)
+        sigma_up = (eta * sigma_next * (1 - sigma_next**2 / sigma**2).clamp(min=0).sqrt()).clamp(max=sigma_next)
+        sigma_down = (sigma_next**2 - sigma_up**2).clamp(min=0).sqrt()
+        x = denoised + (sigma_down / sigma) * (x - denoised)
+        if sigma_next > 0 and eta > 0:
+            z = torch.randn(x.shape, generator=generator, device="cpu").to(x)
+            x = x + sigma_up * s_noise * z
+        if grad is not None:
+            x = x - grad
+    return x
+
+
 def sample_euler_diff(
     denoiser, x, sigmas, cond, *, callback: Callback = None, guide: Guide = None, checkpointing: bool = True,
     grad_last_k: int | None = None,
@@ -154,7 +187,10 @@ def sample_cold(denoiser, x, sigmas, cond, *, callback: Callback = None, guide: 
     return x
 
 
-SAMPLERS = {"euler": sample_euler, "cold": sample_cold, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m, "euler_diff": sample_euler_diff}
+SAMPLERS = {"euler": sample_euler, "euler_ancestral": sample_euler_ancestral, "cold": sample_cold, "heun": sample_heun,
+            "dpmpp_2m": sample_dpmpp_2m, "euler_diff": sample_euler_diff}
+#: Samplers that draw noise along the way: :func:`models.sampling.sample` hands them its seeded generator.
+STOCHASTIC = ("euler_ancestral", "heun")
 
 
 def get_sampler(name: str):

@@ -10,7 +10,7 @@ from torch import nn
 from .controls import lowpass_sketch, start_grid
 from .denoiser import Cond
 from .guidance import GuidedDenoiser
-from .samplers import get_sampler
+from .samplers import STOCHASTIC, get_sampler
 from .schedules import NoiseSchedule
 
 
@@ -30,7 +30,8 @@ def sample(
     any device), ``guidance`` = (s_sketch, s_reference) wraps the denoiser in
     2-D classifier-free guidance unless both are 1, ``guide`` adds gradient guidance (SSIM guidance) after each
     step. ``realism`` > 0 low-passes the sketch; ``init`` (images in [-1, 1] like the output) with ``sigma_start``
-    below sigma_max starts from init + sigma_start n on the grid truncated there (the same noise n)."""
+    below sigma_max starts from init + sigma_start n on the grid truncated there (the same noise n). A stochastic
+    sampler (ancestral, Heun with churn) draws its further noise from the same seeded generator."""
     if guide is not None and torch.is_inference_mode_enabled():
         # Gradient guidance differentiates through the denoiser: leave inference mode (Lightning tests in it).
         with torch.inference_mode(False):
@@ -57,4 +58,6 @@ def sample(
         x = init.to(device=device, dtype=noise.dtype).expand_as(noise) + sigmas[0] * noise
     else:
         x = schedule.prior(noise, sigmas[0], cond)
+    if sampler in STOCHASTIC and gen is not None:
+        sampler_options.setdefault("generator", gen)  # the same seed fixes the noise drawn along the way
     return get_sampler(sampler)(denoiser, x, sigmas, cond, guide=guide, callback=callback, **sampler_options)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from models.samplers import get_sampler, sample_euler, sample_euler_diff, sample_heun
+from models.samplers import get_sampler, sample_euler, sample_euler_ancestral, sample_euler_diff, sample_heun
 from models.schedules import EDMSchedule, PhiSchedule, VPSchedule
 
 
@@ -95,6 +95,49 @@ def test_heun_churn_is_seeded_and_stays_accurate():
     assert abs(a.mean() / mu - 1) < 0.03 and abs(a.std() / s - 1) < 0.03
 
 
+@pytest.mark.parametrize("schedule,steps", [(PhiSchedule(), (50, 100, 200)), (EDMSchedule(), (200, 400, 800))],
+                         ids=["phi", "edm"])
+def test_ancestral_samples_converge_to_gaussian_at_first_order(schedule, steps):
+    """Plugging D(x) in for y loses a little variance per step, so the std error halves with each doubling of the
+    steps (first order); the mean is right at any step count. The same generator seed gives the same sample."""
+    mu, s, errors = 0.3, 0.5, []
+    den = gaussian_denoiser(mu, s)
+    for n in steps:  # EDM's grid is coarser where this data's variance is decided (sigma ~ 0.5), so it needs more
+        sigmas = schedule.grid(n).double()
+        x = torch.randn(100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sigmas[0]
+        out = sample_euler_ancestral(den, x, sigmas, None, generator=torch.Generator().manual_seed(5))
+        assert abs(out.mean() / mu - 1) < 0.02
+        errors.append(abs(float(out.std()) / s - 1))
+    assert all(errors[i] / errors[i + 1] > 1.5 for i in range(2)) and errors[-1] < 0.012, errors
+    again = sample_euler_ancestral(den, x, sigmas, None, generator=torch.Generator().manual_seed(5))
+    other = sample_euler_ancestral(den, x, sigmas, None, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(out, again) and not torch.equal(out, other)
+
+
+def test_ancestral_with_eta_zero_is_euler():
+    sigmas = PhiSchedule().grid(8)
+    den = gaussian_denoiser(0.2, 0.5)
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(2)) * sigmas[0]
+    torch.testing.assert_close(sample_euler_ancestral(den, x, sigmas, None, eta=0.0), sample_euler(den, x, sigmas, None))
+    with pytest.raises(ValueError, match="eta"):
+        sample_euler_ancestral(den, x, sigmas, None, eta=1.5)
+
+
+def test_ancestral_forgets_an_early_error_faster_than_the_ode():
+    """An error delta in x at sigma = 1 (on N(mu, s^2) data): the ODE carries the share s / sqrt(s^2 + 1) of it to
+    the sample, the reverse SDE that ancestral sampling discretises only s^2 / (s^2 + 1) (its drift is twice the
+    ODE's score term, so the offset decays with the square of the ODE's factor)."""
+    mu, s, delta = 0.0, 0.5, 1.0
+    sigmas = torch.cat([torch.logspace(0, -3, 400, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+    z = torch.randn(200_000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = mu + delta + (z - z.mean()) / z.std() * math.sqrt(s**2 + 1)
+    den = gaussian_denoiser(mu, s)
+    ode = sample_euler(den, x, sigmas, None).mean() - mu
+    sde = sample_euler_ancestral(den, x, sigmas, None, generator=torch.Generator().manual_seed(4)).mean() - mu
+    assert abs(ode / (delta * s / math.sqrt(s**2 + 1)) - 1) < 0.03, float(ode)
+    assert abs(sde / (delta * s**2 / (s**2 + 1)) - 1) < 0.05, float(sde)
+
+
 def test_differentiable_euler_matches_euler_and_carries_gradients():
     schedule = PhiSchedule()
     sigmas = schedule.grid(10)
@@ -129,3 +172,16 @@ def test_guide_with_zero_gradient_equals_unguided():
 def test_unknown_sampler():
     with pytest.raises(ValueError, match="unknown sampler"):
         get_sampler("ddim")
+
+
+def test_sample_seeds_the_ancestral_noise():
+    """models.sampling.sample hands its seeded generator to a stochastic sampler: a seed fixes the whole sample."""
+    from models.denoiser import Cond
+    from models.sampling import sample
+
+    cond = Cond(torch.zeros(2, 1, 8, 8), torch.zeros(2, 3, 8, 8))
+    den = gaussian_denoiser(0.1, 0.5)
+    a, b, c = (sample(den, PhiSchedule(), cond, 10, "euler_ancestral", seed=s) for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    ode = sample(den, PhiSchedule(), cond, 10, "euler", seed=1)
+    assert not torch.equal(a, ode)
