@@ -27,7 +27,7 @@ from utils import xdog
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
 from .sampler import StreamSampler
-from .hints import HintSampler
+from .hints import PATCH_FRACTION, HintSampler
 from .reference_aug import ReferenceAugment
 from .tps import TPSParams
 
@@ -65,6 +65,9 @@ class ColorizationDataModule(pl.LightningDataModule):
         hint_points: the most colour-hint points per training image (:mod:`data.hints`; 0: no hints). Needs a
             network with 11 input channels (``configs/variants/hints.yaml``).
         hint_drop: probability that a training image gets no hints (hint-free use stays the default).
+        hint_patch: the largest hint patch side as a fraction of the image side (Zhang et al.: 9/256).
+        reference_other: probability that a training reference is another training image instead of the target's
+            warp (colours that do not line up; with hints, the hints then carry the target's colours).
         sketch_lowpass: probability that a training sketch is low-passed at a realism weight drawn from U(0, 1)
             (:mod:`utils.lowpass`, DiSS), so that the realism control of sampling is a condition the model knows.
     """
@@ -95,6 +98,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         reference_patches: int = 0,
         hint_points: int = 0,
         hint_drop: float = 0.5,
+        hint_patch: float = PATCH_FRACTION,
+        reference_other: float = 0.0,
         sketch_lowpass: float = 0.0,
     ) -> None:
         super().__init__()
@@ -110,10 +115,11 @@ class ColorizationDataModule(pl.LightningDataModule):
             self.xdog = xdog.XDoGParams(tuple(xdog_sigmas), xdog_k, xdog_p, xdog_epsilon, ramp, xdog_contrast)
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
             self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
-            self.hints = HintSampler(hint_points, hint_drop)
-            if not 0.0 <= sketch_lowpass <= 1.0:
-                raise ValueError(f"sketch_lowpass must be a probability in [0, 1], got {sketch_lowpass}")
-            self.sketch_lowpass = sketch_lowpass
+            self.hints = HintSampler(hint_points, hint_drop, hint_patch)
+            for name, p in (("sketch_lowpass", sketch_lowpass), ("reference_other", reference_other)):
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+            self.sketch_lowpass, self.reference_other = sketch_lowpass, reference_other
         except ValueError as err:
             raise UserError(str(err)) from None
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
@@ -150,9 +156,10 @@ class ColorizationDataModule(pl.LightningDataModule):
         return self._split
 
     def _pipeline(self, with_sketches: bool) -> Pipeline:
-        # (the evaluation protocol ignores reference_augment and hints: it is hint-free, its references its own)
+        # (the evaluation protocol ignores reference_augment, reference_other and hints: it is hint-free, and its
+        # references are its own)
         return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None,
-                        self.reference_augment, self.hints, self.sketch_lowpass)
+                        self.reference_augment, self.hints, self.sketch_lowpass, self.reference_other)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""

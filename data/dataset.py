@@ -34,7 +34,8 @@ from .tps import TPSParams
 @dataclass(frozen=True)
 class Pipeline:
     """How triplets are made: output size, XDoG and TPS parameters, optional precomputed sketches by name, the
-    training references' misalignment (:mod:`data.reference_aug`) and the training colour hints (:mod:`data.hints`)."""
+    training references' misalignment (:mod:`data.reference_aug`) or replacement by another image, and the
+    training colour hints (:mod:`data.hints`)."""
 
     size: int = 256
     xdog: XDoGParams = XDoGParams()
@@ -43,6 +44,7 @@ class Pipeline:
     reference_augment: ReferenceAugment = ReferenceAugment()
     hints: HintSampler = HintSampler()
     sketch_lowpass: float = 0.0  # probability of a training sketch low-passed at a uniform realism weight
+    reference_other: float = 0.0  # probability of a training reference that is another training image
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -100,6 +102,11 @@ class TrainDataset(Dataset):
         if self.pipeline.sketch_lowpass and rng.random() < self.pipeline.sketch_lowpass:
             # DiSS's realism in training: the model learns to colour low-passed sketches, as the control gives them
             item["sketch"] = lowpass_sketch(item["sketch"][None], float(rng.random()))[0]
+        if self.pipeline.reference_other and len(self.entries) > 1 and rng.random() < self.pipeline.reference_other:
+            # another image's colours, nowhere aligned with the target: what a character sheet gives at sampling
+            # time; with colour hints, the hints are then the only source of the target's own colours
+            other = (index + 1 + int(rng.integers(len(self.entries) - 1))) % len(self.entries)
+            item["reference"] = to_tensor(self._load(other)[1])
         return item
 
 

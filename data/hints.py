@@ -25,12 +25,15 @@ PATCH_FRACTION = 9 / 256
 class HintSampler:
     points: int = 0      # the most points per image; 0: the data carries no hints
     drop: float = 0.5    # probability that an image gets none
+    patch: float = PATCH_FRACTION  # the largest patch side, as a fraction of the image side
 
     def __post_init__(self) -> None:
         if self.points < 0:
             raise ValueError(f"hint_points must be >= 0 (0: no hints), got {self.points}")
         if not 0.0 <= self.drop <= 1.0:
             raise ValueError(f"hint_drop must be a probability in [0, 1], got {self.drop}")
+        if not 0.0 < self.patch <= 1.0:
+            raise ValueError(f"hint_patch must be a fraction of the image side in (0, 1], got {self.patch}")
 
     def sample(self, target: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Hints [4, H, W] drawn from ``target`` (uint8 H x W x 3)."""
@@ -38,7 +41,7 @@ class HintSampler:
         hints = torch.zeros(4, h, w)
         if rng.random() < self.drop:
             return hints
-        largest = max(1, round(PATCH_FRACTION * max(h, w)))
+        largest = max(1, round(self.patch * max(h, w)))
         for _ in range(min(self.points, int(rng.geometric(POINTS_P)))):
             side = int(rng.integers(1, largest + 1))
             add_patch(hints, target, int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side)

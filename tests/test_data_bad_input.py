@@ -161,3 +161,12 @@ def test_image_modes_are_converted(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["target"].shape == (5, 3, 24, 24) and batch["sketch"].shape == (5, 1, 24, 24)
     assert torch.isfinite(batch["reference"]).all()
+
+
+@pytest.mark.parametrize("option,value", [("reference_other", 1.5), ("sketch_lowpass", -0.1), ("hint_patch", 0.0),
+                                          ("hint_drop", 2.0)])
+def test_out_of_range_data_options_are_one_line(tmp_path, option, value):
+    from data.datamodule import ColorizationDataModule
+
+    with pytest.raises(UserError, match=option):
+        ColorizationDataModule(root=str(tmp_path), **{option: value})

@@ -53,6 +53,38 @@ def test_training_items_carry_hints_only_when_asked(faces):
         assert torch.equal(plain[key], hinted[key])
 
 
+def test_hint_patch_sets_the_largest_patch_side():
+    target = np.full((64, 64, 3), 128, np.uint8)
+    sides = {}
+    for fraction in (9 / 256, 0.25):
+        masks = [HintSampler(1, 0.0, fraction).sample(target, np.random.default_rng(s))[3] for s in range(40)]
+        sides[fraction] = max(int(m.sum()) ** 0.5 for m in masks)
+    assert sides[9 / 256] <= 2 and 8 < sides[0.25] <= 16, sides
+    with pytest.raises(ValueError, match="hint_patch"):
+        HintSampler(4, 0.5, 0.0)
+
+
+def test_reference_other_takes_another_images_colours(faces):
+    """With probability reference_other the reference is another training image, unwarped; the rest of the
+    item (target, sketch, hints) stays as drawn."""
+    from data.dataset import Pipeline, TrainDataset
+    from data.folder import load_square, scan_folder
+
+    entries = scan_folder(faces)
+    own = TrainDataset(entries, Pipeline(size=16, hints=HintSampler(8, 0.0)))
+    other = TrainDataset(entries, Pipeline(size=16, hints=HintSampler(8, 0.0), reference_other=1.0))
+    originals = {e.name: torch.from_numpy(load_square(e.path, 16)) for e in entries}
+    for i in range(6):
+        a, b = own[i], other[i]
+        for key in ("target", "sketch", "hints"):
+            assert torch.equal(a[key], b[key])
+        as_uint8 = ((b["reference"] + 1) * 127.5).round().permute(1, 2, 0).to(torch.uint8)
+        match = [name for name, image in originals.items() if torch.equal(image, as_uint8)]
+        assert match and match[0] != b["name"]
+    never = TrainDataset(entries, Pipeline(size=16, hints=HintSampler(8, 0.0), reference_other=0.0))[2]
+    assert torch.equal(never["reference"], own[2]["reference"])
+
+
 def _denoisers():
     torch.manual_seed(0)
     net = UNet(**TINY, in_channels=11)
