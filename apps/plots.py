@@ -73,3 +73,22 @@ def plot_c_sweep(cs: Sequence[float], means: Sequence[float], stds: Sequence[flo
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], title: str, path: str | Path,
+                    cell: float = 1.3) -> None:
+    """A sheet of labelled rows, each [K, C, H, W] in [-1, 1] (one column per image), shown without smoothing so
+    that pixel noise stays visible."""
+    k = len(rows[0])
+    fig, axes = plt.subplots(len(rows), k, figsize=(cell * k + 1.6, cell * len(rows) + 0.4), dpi=120, squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, labels)):
+        for c in range(k):
+            ax = axes[r][c]
+            ax.imshow(to_uint8(images[c]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
