@@ -84,6 +84,10 @@ class TrajectoryRefiner(DiffusionColorizer):
             init = read_checkpoint(init_checkpoint, trusted=trusted)
             if kwargs.get("net") is None and kwargs.get("schedule") is None:
                 kwargs["net"], kwargs["schedule"] = build_parts(init)  # the pretrained model's, as they must be
+        if getattr(kwargs.get("schedule"), "deterministic", False):
+            raise UserError(f"{init_checkpoint or 'the configured model'} is the cold-diffusion baseline: trajectory "
+                            "refinement runs Euler steps from pure noise, which a cold model never saw; finetune a "
+                            "noise-schedule (phi, EDM, DDPM) checkpoint")
         super().__init__(lr=lr, warmup_epochs=warmup_epochs, sampler=sampler, steps=steps, **kwargs)
         # The frozen loss network: a plain attribute, not a child module, so it is not saved, trained or moved by
         # Lightning (it follows the prediction's device in the loss).

@@ -178,6 +178,15 @@ def test_init_checkpoint_mismatch_is_one_clear_line(tmp_path):
         refiner(init_checkpoint=str(path))
 
 
+def test_cold_checkpoint_is_refused_in_one_line(tmp_path):
+    from models.cold import ColdSchedule
+
+    path, _ = pretrained_checkpoint(tmp_path, schedule=ColdSchedule(), sampler="cold", prediction="x0")
+    with pytest.raises(UserError, match="cold-diffusion baseline") as err:  # network and schedule from the file
+        TrajectoryRefiner(init_checkpoint=str(path), refine_steps=K, steps=K)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("strategy", ["lpips-vgg", "clip"])
 def test_perceptual_losses_train_the_denoiser_with_frozen_unsaved_backbones(strategy):
     model = refiner(strategy=strategy, test_random_backbones=True, refine_steps=2)
