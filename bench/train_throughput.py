@@ -15,7 +15,14 @@ gradient clipping at 1.0, AdamW and the EMA update. Every combination of the opt
   workers prefetch 2 batches each during warm-up), so use many iterations then.
 - precision "fp32" is plain float32; "mixed" is ``torch.autocast`` with bfloat16 on the CPU (like Lightning's
   bf16-mixed) and float16 with a gradient scaler on CUDA (like 16-mixed, the paper config);
-- channels_last "on" converts the model and the inputs to ``torch.channels_last``.
+- channels_last "on" converts the model and the inputs to ``torch.channels_last``;
+- ``--compile`` compiles the network in place (``nn.Module.compile``, as ``--model.compile true`` does in
+  ``pretrain.py fit``); the warm-up steps then include the compilation.
+
+Each row also gives the FLOPs of one training step per image (forward and backward, counted by
+``torch.utils.flop_counter``), the achieved TFLOP/s (data excluded) and the MFU against the device's dense peak
+(:data:`PEAK_TFLOPS`: fp16/bf16 tensor cores for mixed precision, TF32 for fp32, which cuDNN convolutions use by
+default; "n/a" on a CPU or an unlisted GPU).
 
 Times are wall-clock seconds after ``--warmup`` untimed steps (CUDA synchronised; the data-included figure reuses the
 warmed-up model and warms up only loader workers); other jobs on the machine slow the
@@ -30,7 +37,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +55,21 @@ from utils.report import text_table  # noqa: E402
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "anime_faces_128" / "train"
 IMAGE_KEYS = ("target", "sketch", "reference")
 
+#: Dense peak TFLOP/s by GPU name (substring, first match) and precision (vendor data sheets, SXM parts).
+PEAK_TFLOPS = {
+    "H200": {"mixed": 989.0, "fp32": 494.7},
+    "H100": {"mixed": 989.0, "fp32": 494.7},
+    "A100": {"mixed": 312.0, "fp32": 156.0},
+}
+
+
+def peak_tflops(device: str, precision: str) -> float | None:
+    """The dense peak of the current CUDA device for ``precision``, None on a CPU or an unlisted GPU."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peaks[precision] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -55,6 +77,7 @@ class Setting:
     size: int
     precision: str  # "fp32" | "mixed"
     channels_last: bool
+    compile: bool = False
 
     @property
     def mixed_dtype(self) -> torch.dtype:
@@ -77,6 +100,8 @@ class Trainer:
         self.model = DiffusionColorizer(net=UNet()).to(self.device)
         if setting.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if setting.compile:
+            self.model.denoiser.net.compile()
         self.params = list(self.model.denoiser.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=1e-4, weight_decay=0.01)
         use_scaler = setting.precision == "mixed" and setting.device == "cuda"
@@ -104,6 +129,17 @@ class Trainer:
             self.opt.step()
         ema_update(self.model.ema, self.model.denoiser, 0.999, self.steps)
         self.steps += 1
+
+    def flops_per_image(self, batch: dict) -> float:
+        """FLOPs of the forward and backward pass of one step, per image (the optimizer and EMA are negligible)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        s = self.setting
+        counter = FlopCounterMode(display=False)
+        with counter, torch.autocast(self.device.type, dtype=s.mixed_dtype, enabled=s.precision == "mixed"):
+            self.model.denoising_loss(batch).backward()
+        self.opt.zero_grad(set_to_none=True)
+        return counter.get_total_flops() / batch["target"].shape[0]
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -136,16 +172,17 @@ def cycle(dataloader):
 
 
 def run(setting: Setting, images: Path, batch_size: int, warmup: int, iterations: int,
-        num_workers: int) -> tuple[float, float]:
-    """(img/s with data excluded, img/s with data included) for one setting."""
+        num_workers: int) -> tuple[float, float, float]:
+    """(img/s with data excluded, img/s with data included, FLOPs per image) for one setting."""
     trainer = Trainer(setting)
     host_batch = next(iter(loader(images, setting.size, batch_size, 0)))
     device_batch = trainer.to_device(host_batch)
     excluded = timed(trainer, itertools.repeat(device_batch), warmup, iterations, batch_size)
+    flops = Trainer(replace(setting, compile=False)).flops_per_image(device_batch)  # counted eagerly
     # The trainer is warm by now; only loader workers (started by the first batch) need a warm-up here.
     included = timed(trainer, cycle(loader(images, setting.size, batch_size, num_workers)),
                      warmup if num_workers > 0 else 0, iterations, batch_size)
-    return excluded, included
+    return excluded, included, flops
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "train next to the project)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers of the data-included figure "
                         "(default 0: loading in series with the step)")
+    parser.add_argument("--compile", action="store_true", help="compile the network (torch.compile, in place)")
     parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: all cores)")
     return parser
 
@@ -196,14 +234,17 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.iterations} timed steps per figure, data-included with {args.num_workers} loader workers")
     print(f"torch {torch.__version__}; CPU: {describe_cpu()}, {torch.get_num_threads()} threads"
           + (f"; CUDA: {torch.cuda.get_device_name()}" if "cuda" in devices else ""), flush=True)
-    rows = [["device", "size", "precision", "channels_last", "img/s (data excluded)", "img/s (data included)",
-             "s/step (excluded)"]]
+    rows = [["device", "size", "precision", "channels_last", "compile", "img/s (data excluded)",
+             "img/s (data included)", "s/step (excluded)", "GFLOP/image", "TFLOP/s", "MFU"]]
     for device, size, precision, cl in itertools.product(devices, args.sizes, args.precisions, args.channels_last):
-        setting = Setting(device, size, precision, cl == "on")
-        excluded, included = run(setting, args.images, args.batch_size, args.warmup, args.iterations,
-                                 args.num_workers)
-        rows.append([device, str(size), setting.precision_label, cl, f"{excluded:.2f}", f"{included:.2f}",
-                     f"{args.batch_size / excluded:.2f}"])
+        setting = Setting(device, size, precision, cl == "on", args.compile)
+        excluded, included, flops = run(setting, args.images, args.batch_size, args.warmup, args.iterations,
+                                        args.num_workers)
+        achieved = flops * excluded / 1e12
+        peak = peak_tflops(device, precision)
+        rows.append([device, str(size), setting.precision_label, cl, "on" if args.compile else "off",
+                     f"{excluded:.2f}", f"{included:.2f}", f"{args.batch_size / excluded:.2f}", f"{flops / 1e9:.1f}",
+                     f"{achieved:.3g}", "n/a" if peak is None else f"{achieved / peak:.1%}"])
         print(" | ".join(rows[-1]), flush=True)
     print()
     print(text_table(rows))

@@ -54,6 +54,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         realism: DiSS's realism weight in [0, 1] at sampling (0: the sketch as drawn; :mod:`models.controls`).
         sigma_start: adjustable noise start (PASD): sample from the reference noised to this sigma, on the grid
             truncated there (None: pure noise at sigma_max).
+        compile: compile the training network with ``torch.compile`` (in place, so checkpoint keys do not change)
+            when the trainer sets the model up; the EMA copy that samples stays eager.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         guidance_target: str = "sketch",
         realism: float = 0.0,
         sigma_start: float | None = None,
+        compile: bool = False,
     ):
         super().__init__()
         net = net if net is not None else UNet()
@@ -102,6 +105,11 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         self.schedule = schedule
         self.denoiser = Denoiser(net, schedule, sigma_data, prediction)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
+
+    def configure_model(self) -> None:
+        """Lightning's hook before fit / validate / test: compile the network once, if asked."""
+        if self.hparams.get("compile") and getattr(self.denoiser.net, "_compiled_call_impl", None) is None:
+            self.denoiser.net.compile()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The class, so that models.checkpoint rebuilds subclasses too. (Not a hyperparameter: LightningCLI re-parses
@@ -202,8 +210,10 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
-                                betas=tuple(hp.betas))
+        params = list(self.denoiser.parameters())
+        fused = all(p.is_cuda for p in params)  # one fused kernel for the whole update on a GPU
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas),
+                                fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = min(total - 1, int(round(hp.warmup_epochs * total / epochs))) if hp.warmup_epochs > 0 else 0

@@ -12,8 +12,9 @@ from torch import nn
 def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> float:
     """ema <- d * ema + (1 - d) * model for parameters; buffers are copied. Returns the decay used."""
     d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach().to(e.dtype), 1 - d)
+    averaged = list(ema.parameters())
+    # one multi-tensor lerp over all parameters (a few kernel launches instead of one per tensor)
+    torch._foreach_lerp_(averaged, [p.detach().to(e.dtype) for e, p in zip(averaged, model.parameters())], 1 - d)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
     return d
