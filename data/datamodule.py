@@ -57,7 +57,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         xdog_phi: the former name of ``xdog_ramp``, read from configs saved by older runs (overrides it when set).
         xdog_contrast: "stretch" (default: the luminance's 1st..99th percentiles stretched to [0, 1] before the
             threshold, so pale art keeps its lines) or "none" (the paper's XDoG).
-        tps_grid: control points per side of the TPS warp of the reference.
+        tps_grid: control points per side of the TPS warp of the training reference (tps_* change training only:
+            the evaluation protocol warps with its own fixed parameters, as ``data.prepare`` does).
         tps_shift: largest control-point offset, as a fraction of the image side.
         tps_rotation: largest rotation of the reference in degrees (0 disables it).
         reference_flip: probability of mirroring a training reference (:mod:`data.reference_aug`).
@@ -155,11 +156,15 @@ class ColorizationDataModule(pl.LightningDataModule):
                 )
         return self._split
 
-    def _pipeline(self, with_sketches: bool) -> Pipeline:
-        # (the evaluation protocol ignores reference_augment, reference_other and hints: it is hint-free, and its
-        # references are its own)
-        return Pipeline(self.size, self.xdog, self.tps, self._sketches if with_sketches else None,
-                        self.reference_augment, self.hints, self.sketch_lowpass, self.reference_other)
+    def _pipeline(self, with_sketches: bool, train: bool) -> Pipeline:
+        """The training pipeline, or the evaluation protocol's: hint-free, with its own references, warped by the
+        protocol's fixed TPS (so that tps_* options change training only, and every model is scored on the same
+        references, the ones ``data.prepare`` writes)."""
+        sketches = self._sketches if with_sketches else None
+        if not train:
+            return Pipeline(self.size, self.xdog, TPSParams(), sketches)
+        return Pipeline(self.size, self.xdog, self.tps, sketches, self.reference_augment, self.hints,
+                        self.sketch_lowpass, self.reference_other)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""
@@ -173,9 +178,9 @@ class ColorizationDataModule(pl.LightningDataModule):
                 )
                 names = {s.name for s in sketches}
                 entries = [e for e in entries if e.name in names]
-            return EvalDataset(entries, self._pipeline(with_sketches=True), self.seed)
+            return EvalDataset(entries, self._pipeline(with_sketches=True, train=False), self.seed)
         entries = readable(scan_folder(folder), decode=True, what=f"{what} images in {folder}")
-        return EvalDataset(entries, self._pipeline(with_sketches=False), self.seed)
+        return EvalDataset(entries, self._pipeline(with_sketches=False, train=False), self.seed)
 
     # -- Lightning hooks -----------------------------------------------------------------------------------------
 
@@ -183,7 +188,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         if stage == "fit" and self.train_set is None:
             train = self._root_split()[0][: self.limit_train]
             train = readable(train, decode=False, what=f"training images in {self.root}")
-            self.train_set = TrainDataset(train, self._pipeline(with_sketches=True), self.seed)
+            self.train_set = TrainDataset(train, self._pipeline(with_sketches=True, train=True), self.seed)
         if stage in ("fit", "validate") and self.val_set is None:
             self.val_set = self._eval_set(self.val_root, "validation")
         if stage == "test" and self.test_set is None:

@@ -83,6 +83,18 @@ def test_eval_batches_are_bit_identical_and_cross_is_another_image(faces):
         assert not torch.equal(ba["reference"][i], ba["target"][i])  # warped, not copied
 
 
+def test_tps_options_change_training_references_only(faces):
+    """The evaluation protocol warps with its own fixed TPS, so models trained with other warps are scored on the
+    same references (those data.prepare writes)."""
+    plain, strong = make(faces), make(faces, tps_shift=0.15, tps_rotation=30.0)
+    for dm in (plain, strong):
+        dm.setup("fit")
+    for key in ("target", "sketch", "reference", "reference_cross"):
+        assert torch.equal(first_batch(plain.val_dataloader())[key], first_batch(strong.val_dataloader())[key])
+    a, b = plain.train_set[0], strong.train_set[0]
+    assert torch.equal(a["target"], b["target"]) and not torch.equal(a["reference"], b["reference"])
+
+
 def test_training_stream_is_reproducible_and_fresh(faces):
     def run(seed: int) -> list[dict]:
         dm = make(faces, seed=seed)
