@@ -178,7 +178,8 @@ def run(setting: Setting, images: Path, batch_size: int, warmup: int, iterations
     host_batch = next(iter(loader(images, setting.size, batch_size, 0)))
     device_batch = trainer.to_device(host_batch)
     excluded = timed(trainer, itertools.repeat(device_batch), warmup, iterations, batch_size)
-    flops = Trainer(replace(setting, compile=False)).flops_per_image(device_batch)  # counted eagerly
+    counter = Trainer(replace(setting, compile=False)) if setting.compile else trainer  # counted eagerly
+    flops = counter.flops_per_image(device_batch)
     # The trainer is warm by now; only loader workers (started by the first batch) need a warm-up here.
     included = timed(trainer, cycle(loader(images, setting.size, batch_size, num_workers)),
                      warmup if num_workers > 0 else 0, iterations, batch_size)
