@@ -65,16 +65,17 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _load(self, index: int) -> tuple[ImageEntry, np.ndarray, np.ndarray | None]:
-        """Image (and precomputed sketch) at ``index``, or of the next readable entry: a file that fails to decode
-        is reported once and skipped from then on."""
+    def _load(self, index: int, sketch: bool = True) -> tuple[ImageEntry, np.ndarray, np.ndarray | None]:
+        """Image (and precomputed sketch, unless ``sketch`` is False) at ``index``, or of the next readable entry: a
+        file that fails to decode is reported once and skipped from then on."""
         for offset in range(len(self.entries)):
             i = (index + offset) % len(self.entries)
             if i in self._bad:
                 continue
             entry = self.entries[i]
             try:
-                return entry, load_square(entry.path, self.pipeline.size), self.pipeline.precomputed_sketch(entry)
+                image = load_square(entry.path, self.pipeline.size)
+                return entry, image, self.pipeline.precomputed_sketch(entry) if sketch else None
             except ImageReadError as err:
                 self._bad.add(i)
                 warn(f"{err} (skipped; {len(self._bad)} unreadable training file(s) so far)")
@@ -106,7 +107,7 @@ class TrainDataset(Dataset):
             # another image's colours, nowhere aligned with the target: what a character sheet gives at sampling
             # time; with colour hints, the hints are then the only source of the target's own colours
             other = (index + 1 + int(rng.integers(len(self.entries) - 1))) % len(self.entries)
-            item["reference"] = to_tensor(self._load(other)[1])
+            item["reference"] = to_tensor(self._load(other, sketch=False)[1])
         return item
 
 
