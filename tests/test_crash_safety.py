@@ -123,7 +123,10 @@ class NaNAt(DiffusionColorizer):
 
     def denoising_loss(self, batch):
         loss = super().denoising_loss(batch)
-        return loss * float("nan") if self.global_step == self.bad_step else loss
+        if self.global_step != self.bad_step:
+            return loss
+        self.before_bad = {k: v.clone() for k, v in self.state_dict().items()}
+        return loss * float("nan")
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(faces, tmp_path):
@@ -139,6 +142,52 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(faces, 
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
     for key, value in saved["state_dict"].items():  # nothing moved after the last good step
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_nan_step_is_skipped_on_the_device_between_host_checks(faces, tmp_path):
+    """The accelerator path: the host reads the divergence record only every few steps, so the NaN step itself
+    must leave the weights and the EMA as they were (fused AdamW's found_inf and a zero EMA weight)."""
+    model = NaNAt(1, net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2), ema_decay=0.5)
+    model.divergence_check_every = 100  # no periodic read before the end of training
+    data = ColorizationDataModule(str(faces), size=16, batch_size=4, num_workers=0, val_count=4)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 1"):  # read at the end of training
+        trainer(tmp_path, 2, enable_checkpointing=False).fit(model, data)
+    assert model.global_step == 2
+    for key, value in model.before_bad.items():  # the NaN step moved nothing, EMA included
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_fused_adamw_clips_under_a_gradient_scaler(faces, tmp_path):
+    """16-mixed (the paper's precision) with gradient clipping and the fused optimizer: Lightning refuses to clip
+    gradients that a fused optimizer unscales itself, so the module unscales them first; the clipped norm is that of
+    the true gradients."""
+    from pytorch_lightning.plugins import MixedPrecision
+
+    class Norms(DiffusionColorizer):
+        norms: list = []
+
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            grads = [p.grad for p in self.denoiser.parameters() if p.grad is not None]
+            self.norms.append(float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))))
+
+    model = Norms(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2))
+    before = [p.detach().clone() for p in model.denoiser.parameters()]
+    t = trainer(tmp_path, 3, enable_checkpointing=False, gradient_clip_val=1e-3,
+                plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))])
+    t.fit(model, ColorizationDataModule(str(faces), size=16, batch_size=4, num_workers=0, val_count=4))
+    assert model.trainer.optimizers[0].defaults["fused"]
+    assert len(model.norms) == 3 and all(abs(n - 1e-3) < 1e-5 for n in model.norms), model.norms
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.denoiser.parameters()))
+    assert all(torch.isfinite(p).all() for p in model.denoiser.parameters())
+
+
+def test_per_sample_seeds_stay_on_the_host():
+    """The draws read the seeds as Python ints: on an accelerator a device copy would be a host sync per step."""
+    batch = {"target": torch.zeros(2, 3, 4, 4), "seed": torch.tensor([5, 7])}
+    moved = tiny_colorizer().transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["target"].device.type == "meta" and moved["seed"].device.type == "cpu"
+    assert moved["seed"].tolist() == [5, 7]
 
 
 def test_nan_loss_is_one_line_from_the_cli(faces, tmp_path):
