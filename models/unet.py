@@ -12,6 +12,22 @@ block with ``ref_attention_mid``) attend to its features: queries from the U-Net
 from the reference's at the same resolution, an output projection initialised to zero so that a fresh model is the
 plain one (PASD's pixel-aware cross attention, Yang et al. 2023, Sec. 3.1). Colour can then come from anywhere in
 the reference, not only from the same pixel; ``ref_concat=False`` removes the pixel-aligned path altogether.
+
+``ref_keys="sketch"`` matches line structure instead, as SCFT does (Lee et al. 2020, "Reference-based sketch image
+colorization using augmented-self reference", Sec. 3.2): the reference's own XDoG sketch is drawn inside the network,
+one encoder maps it and the input sketch to features, and one shared projection turns those into keys and queries,
+so that the same local lines in both sketches attend to each other from the first step; the values still carry the
+reference's colour features. The attention then no longer depends on the noisy image or the noise level.
+
+``ref_warp=L`` uses the same sketch-to-sketch matching once, before the network: at level L, every position of the
+input sketch takes the attention-weighted mean of the reference's colours, and this warped reference, upsampled,
+replaces the reference in the input channels (the correspondence warp of exemplar-based colorization: Zhang et al.
+2019, "Deep exemplar-based video colorization", Sec. 3.1; CoCosNet, Zhang et al. 2020, Sec. 3.1). The network then
+gets an aligned reference whatever the reference's pose, and uses it the way the paper's network uses its
+pixel-aligned one. Attention in the decoder cannot set an image's absolute colours as easily: every GroupNorm after
+it, down to the output's, removes each channel's mean over the image (at 32 or 64 channels, one or two channels per
+group), so a colour added uniformly by the attention is gone by the output; the input channels reach the output
+through the same network as the paper's reference does.
 """
 from __future__ import annotations
 
@@ -22,9 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from utils.xdog import RAMP, SIGMAS, xdog_torch
+
 
 #: The reference's channels: the last ones of the input (the Denoiser concatenates noisy image, sketch, reference).
 REF_CHANNELS = 3
+#: The sketch's channel: the first after the 3 of the noisy image.
+SKETCH_CHANNEL = 3
+#: Where the keys of the reference cross-attention come from: the reference's features (PASD) or its sketch (SCFT).
+REF_KEYS = ("reference", "sketch")
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -83,33 +105,76 @@ class Attention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention of a feature map (queries) to reference features of ``ref_ch`` channels plus the
-    reference's own colours at that resolution (keys, values); x + proj(attention), with proj zero-initialised
-    (identity at initialisation). The colours bypass the normalisation: the encoder's GroupNorms remove each
-    channel's mean over the image, which is exactly the absolute colour the values must carry."""
+    """Multi-head attention of a feature map to the reference; x + proj(attention), with proj zero-initialised
+    (identity at initialisation). The values are the reference's features of ``ref_ch`` channels plus its own
+    colours at that resolution; the colours bypass the normalisation: the encoder's GroupNorms remove each
+    channel's mean over the image, which is exactly the absolute colour the values must carry.
 
-    def __init__(self, ch: int, ref_ch: int, heads: int):
+    Without ``match_ch`` the queries come from the feature map and the keys from the reference's features (PASD).
+    With it, queries and keys are the input sketch's and the reference sketch's structure features (``match_ch``
+    channels), through one shared projection (SCFT)."""
+
+    def __init__(self, ch: int, ref_ch: int, heads: int, match_ch: int | None = None):
         super().__init__()
         if ch % heads:
             raise ValueError(f"{ch} channels do not split into {heads} attention heads")
-        self.heads, self.norm, self.ref_norm = heads, _norm(ch), _norm(ref_ch)
-        self.q, self.kv = nn.Conv2d(ch, ch, 1), nn.Conv2d(ref_ch + REF_CHANNELS, 2 * ch, 1)
+        self.heads, self.ref_norm = heads, _norm(ref_ch)
+        if match_ch is None:
+            self.norm, self.q = _norm(ch), nn.Conv2d(ch, ch, 1)
+            self.kv = nn.Conv2d(ref_ch + REF_CHANNELS, 2 * ch, 1)
+        else:
+            self.match_norm, self.match = _norm(match_ch), nn.Conv2d(match_ch, ch, 1)
+            self.v = nn.Conv2d(ref_ch + REF_CHANNELS, ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, colours: torch.Tensor,
+                structure: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
-        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)
-        kv = self.kv(torch.cat([self.ref_norm(ref), colours.to(ref.dtype)], dim=1))
-        k, v = kv.reshape(b, 2, self.heads, c // self.heads, -1).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # [B, C, ...] -> [B, heads, pixels, C / heads]
+            return t.reshape(b, self.heads, c // self.heads, -1).transpose(-1, -2)
+
+        values = torch.cat([self.ref_norm(ref), colours.to(ref.dtype)], dim=1)
+        if structure is None:
+            q, (k, v) = self.q(self.norm(x)), self.kv(values).chunk(2, dim=1)
+        else:
+            q, k = (self.match(self.match_norm(s)) for s in structure)
+            v = self.v(values)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+class CorrespondenceWarp(nn.Module):
+    """The reference's colours moved onto the sketch by structure matching at one level: a softmax over the
+    reference's positions of s cos(W n(f_sketch), W n(f_ref)), with one projection W for both and a learnt scale s
+    (cosine similarity with a temperature, as CoCosNet's correspondence, Sec. 3.1), applied to the reference's
+    colours average-pooled to that level, then upsampled bilinearly to the image (``ref_warp``, module docstring)."""
+
+    #: The scale s at initialisation: sharp enough that an untrained encoder already warps by structure.
+    INIT_SCALE = 30.0
+
+    def __init__(self, ch: int, level: int):
+        super().__init__()
+        self.level, self.norm, self.match = level, _norm(ch), nn.Conv2d(ch, ch, 1)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(self.INIT_SCALE)))
+
+    def forward(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = sketch.shape
+        q, k = (F.normalize(self.match(self.norm(f)), dim=1).flatten(2).transpose(1, 2) for f in (sketch, ref_sketch))
+        colours = F.avg_pool2d(ref, 2**self.level) if self.level else ref
+        v = colours.flatten(2).transpose(1, 2).to(q.dtype)  # [B, N, 3]
+        warped = F.scaled_dot_product_attention(q * self.log_scale.exp(), k, v, scale=1.0)
+        warped = warped.transpose(1, 2).reshape(b, -1, h, w)
+        if self.level:
+            warped = F.interpolate(warped, scale_factor=2**self.level, mode="bilinear", align_corners=False)
+        return warped.to(ref.dtype)
+
+
 class ReferenceEncoder(nn.Module):
-    """The reference image -> one feature map per U-Net level (level l at 1/2^l of the image side): a conv stem,
-    then per level a (stride-2 from level 1 on) conv, GroupNorm, SiLU, conv, GroupNorm, SiLU."""
+    """An image (the reference, or a sketch) -> one feature map per U-Net level (level l at 1/2^l of the image
+    side): a conv stem, then per level a (stride-2 from level 1 on) conv, GroupNorm, SiLU, conv, GroupNorm, SiLU."""
 
     def __init__(self, in_ch: int, channels: list[int]):
         super().__init__()
@@ -121,12 +186,11 @@ class ReferenceEncoder(nn.Module):
                 nn.Conv2d(ch, ch, 3, padding=1), _norm(ch), nn.SiLU()))
             prev = ch
 
-    def forward(self, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per level: (features, the reference's colours average-pooled to the same resolution)."""
-        h, feats = self.stem(ref), []
-        for level, layers in enumerate(self.levels):
+    def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
+        h, feats = self.stem(img), []
+        for layers in self.levels:
             h = layers(h)
-            feats.append((h, F.avg_pool2d(ref, 2**level) if level else ref))
+            feats.append(h)
         return feats
 
 
@@ -147,6 +211,8 @@ class UNet(nn.Module):
         ref_attention: tuple[int, ...] = (),
         ref_attention_mid: bool = False,
         ref_concat: bool = True,
+        ref_keys: str = "reference",
+        ref_warp: int | None = None,
     ):
         super().__init__()
         self.init_args = dict(
@@ -154,14 +220,19 @@ class UNet(nn.Module):
             channel_mult=tuple(channel_mult), num_blocks=num_blocks, attn_levels=tuple(attn_levels),
             mid_attention=mid_attention, attn_heads=attn_heads, dropout=dropout, emb_scale=emb_scale,
             gradient_checkpointing=gradient_checkpointing, ref_attention=tuple(ref_attention),
-            ref_attention_mid=ref_attention_mid, ref_concat=ref_concat,
+            ref_attention_mid=ref_attention_mid, ref_concat=ref_concat, ref_keys=ref_keys,
+            ref_warp=ref_warp,
         )
         if any(not 0 <= level < len(channel_mult) for level in ref_attention):
             raise ValueError(f"ref_attention levels {tuple(ref_attention)} must lie in 0..{len(channel_mult) - 1}")
+        if ref_keys not in REF_KEYS:
+            raise ValueError(f"ref_keys must be one of {', '.join(REF_KEYS)}, got {ref_keys!r}")
         uses_ref = bool(ref_attention) or ref_attention_mid
-        if not ref_concat and not uses_ref:
-            raise ValueError("ref_concat=False needs ref_attention levels or ref_attention_mid: the reference would "
-                             "reach the network by no path")
+        if ref_warp is not None and not 0 <= ref_warp < len(channel_mult):
+            raise ValueError(f"ref_warp must be a level in 0..{len(channel_mult) - 1}, got {ref_warp}")
+        if not ref_concat and not uses_ref and ref_warp is None:
+            raise ValueError("ref_concat=False needs ref_warp, ref_attention levels or ref_attention_mid: the "
+                             "reference would reach the network by no path")
         self.gradient_checkpointing = gradient_checkpointing
         self.levels = len(channel_mult)
         emb_ch = 4 * base_channels
@@ -170,9 +241,14 @@ class UNet(nn.Module):
             nn.Linear(emb_ch, emb_ch),
         )
         self.ref_concat = ref_concat
-        self.conv_in = nn.Conv2d(in_channels if ref_concat else in_channels - REF_CHANNELS, base_channels, 3, padding=1)
+        conv_in = in_channels - (0 if ref_concat else REF_CHANNELS) + (REF_CHANNELS if ref_warp is not None else 0)
+        self.conv_in = nn.Conv2d(conv_in, base_channels, 3, padding=1)
         ref_chs = [base_channels * m for m in channel_mult]
         self.ref_encoder = ReferenceEncoder(REF_CHANNELS, ref_chs) if uses_ref else None
+        matching = uses_ref and ref_keys == "sketch"
+        depth = self.levels if matching else (ref_warp + 1 if ref_warp is not None else 0)
+        self.sketch_encoder = ReferenceEncoder(1, ref_chs[:depth]) if depth else None
+        self.warp = CorrespondenceWarp(ref_chs[ref_warp], ref_warp) if ref_warp is not None else None
 
         self.down, skips, ch = nn.ModuleList(), [base_channels], base_channels
         for level, mult in enumerate(channel_mult):
@@ -189,7 +265,8 @@ class UNet(nn.Module):
 
         mid = [ResBlock(ch, ch, emb_ch, dropout)] + ([Attention(ch, attn_heads)] if mid_attention else [])
         self.mid = nn.ModuleList(mid + [ResBlock(ch, ch, emb_ch, dropout)])
-        self.ref_mid = CrossAttention(ch, ref_chs[-1], attn_heads) if ref_attention_mid else None
+        self.ref_mid = (CrossAttention(ch, ref_chs[-1], attn_heads, ref_chs[-1] if matching else None)
+                        if ref_attention_mid else None)
 
         # Cross-attention after decoder block i, keyed by i, at the level of the block's output.
         self.up, self.ref_attn, self.up_levels = nn.ModuleList(), nn.ModuleDict(), []
@@ -205,7 +282,8 @@ class UNet(nn.Module):
                     layers.append(nn.Conv2d(ch, ch, 3, padding=1))
                     out_level = level - 1
                 if out_level in ref_attention:
-                    self.ref_attn[str(len(self.up))] = CrossAttention(ch, ref_chs[out_level], attn_heads)
+                    self.ref_attn[str(len(self.up))] = CrossAttention(
+                        ch, ref_chs[out_level], attn_heads, ref_chs[out_level] if matching else None)
                 self.up_levels.append(out_level)
                 self.up.append(nn.ModuleList(layers))
 
@@ -223,13 +301,38 @@ class UNet(nn.Module):
             return checkpoint(self._run, layers, h, emb, use_reentrant=False)
         return self._run(layers, h, emb)
 
+    def _structure(self, sketch: torch.Tensor, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per level: the structure features of the input sketch and of the reference's own sketch (one encoder)."""
+        with torch.no_grad():  # the reference's sketch, as the data's sketches are drawn (utils.xdog)
+            ref_sketch = xdog_torch(ref.float(), sigma=SIGMAS[len(SIGMAS) // 2], ramp=RAMP).to(sketch.dtype)
+        return [f.chunk(2) for f in self.sketch_encoder(torch.cat([sketch, ref_sketch]))]
+
+    def warped_reference(self, sketch: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """The reference [B, 3, H, W] as ``ref_warp`` moves it onto the sketch [B, 1, H, W]: what the input gets."""
+        if self.warp is None:
+            raise ValueError("this network does not warp its reference (ref_warp is not set)")
+        return self.warp(*self._structure(sketch, ref)[self.warp.level], ref)
+
+    def _reference(self, ref: torch.Tensor, structure: list | None) -> list[tuple]:
+        """Per level: the arguments of CrossAttention after the feature map (features, colours[, structure])."""
+        feats = self.ref_encoder(ref)
+        colours = [F.avg_pool2d(ref, 2**level) if level else ref for level in range(self.levels)]
+        if self.init_args["ref_keys"] != "sketch":
+            return list(zip(feats, colours))
+        return list(zip(feats, colours, structure))
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         factor = 2 ** (self.levels - 1)
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by {factor} for this U-Net")
         emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]))
-        refs = self.ref_encoder(x[:, -REF_CHANNELS:]) if self.ref_encoder is not None else None
-        h = self.conv_in(x if self.ref_concat else x[:, :-REF_CHANNELS])
+        sketch, ref = x[:, SKETCH_CHANNEL:SKETCH_CHANNEL + 1], x[:, -REF_CHANNELS:]
+        structure = self._structure(sketch, ref) if self.sketch_encoder is not None else None
+        refs = self._reference(ref, structure) if self.ref_encoder is not None else None
+        inputs = [x if self.ref_concat else x[:, :-REF_CHANNELS]]
+        if self.warp is not None:
+            inputs.append(self.warp(*structure[self.warp.level], ref))
+        h = self.conv_in(torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0])
         hs = [h]
         for layers in self.down:
             h = self._block(layers, h, emb)

@@ -10,12 +10,14 @@ from models.unet import UNet
 TINY = dict(base_channels=16, channel_mult=(1, 2, 2), num_blocks=1, attn_heads=2)
 
 
-def test_fresh_branch_leaves_the_plain_output_unchanged():
+@pytest.mark.parametrize("keys", ["reference", "sketch"])
+def test_fresh_branch_leaves_the_plain_output_unchanged(keys):
     torch.manual_seed(0)
-    attending = UNet(**TINY, ref_attention=(1, 2), ref_attention_mid=True).eval()
+    attending = UNet(**TINY, ref_attention=(1, 2), ref_attention_mid=True, ref_keys=keys).eval()
     plain = UNet(**TINY).eval()
     missing, unexpected = plain.load_state_dict(attending.state_dict(), strict=False)
-    assert not missing and unexpected and all(k.startswith(("ref_", "ref_attn")) for k in unexpected)
+    assert not missing and unexpected and all(k.startswith(("ref_", "sketch_encoder")) for k in unexpected)
+    assert any(k.startswith("sketch_encoder") for k in unexpected) == (keys == "sketch")
     for block in (attending.out[-1], plain.out[-1]):  # a zero output layer would hide any difference
         torch.nn.init.normal_(block.weight)
     plain.out[-1].weight.data.copy_(attending.out[-1].weight.data)
@@ -23,9 +25,12 @@ def test_fresh_branch_leaves_the_plain_output_unchanged():
     torch.testing.assert_close(attending(x, c), plain(x, c), rtol=0, atol=0)
 
 
-def test_reference_reaches_the_output_only_through_attention_and_training_uses_it():
+@pytest.mark.parametrize("path", [dict(ref_attention=(2,), ref_attention_mid=True, ref_concat=False),
+                                  dict(ref_attention=(2,), ref_attention_mid=True, ref_concat=False, ref_keys="sketch"),
+                                  dict(ref_warp=1, ref_concat=False)], ids=["attention", "sketch-keys", "warp"])
+def test_reference_reaches_the_output_only_through_attention_and_training_uses_it(path):
     torch.manual_seed(0)
-    net = UNet(**TINY, ref_attention=(2,), ref_attention_mid=True, ref_concat=False)
+    net = UNet(**TINY, **path)
     torch.nn.init.normal_(net.out[-1].weight, std=0.1)
     # One noisy image, sketch and noise level for all four samples: the reference is all that tells them apart.
     x, c = torch.randn(1, 7, 16, 16).repeat(4, 1, 1, 1), torch.full((4,), 0.5)
@@ -33,8 +38,9 @@ def test_reference_reaches_the_output_only_through_attention_and_training_uses_i
     x[:, -3:] = colours + 0.1 * torch.randn(4, 3, 16, 16)  # each reference: one colour
     other = x.clone()
     other[:, -3:] = -x[:, -3:]  # another reference, same noisy image and sketch
-    with torch.no_grad():
-        torch.testing.assert_close(net(x, c), net(other, c), rtol=0, atol=0)  # zero projections: no path yet
+    if "ref_warp" not in path:
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, c), net(other, c), rtol=0, atol=0)  # zero projections: no path yet
     # Train the output to take the reference's colour: only the attention can learn that.
     target = colours.expand(-1, -1, 16, 16)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -55,6 +61,49 @@ def test_bad_configurations_are_refused():
         UNet(**TINY, ref_concat=False)
     with pytest.raises(ValueError, match="levels"):
         UNet(**TINY, ref_attention=(3,))
+    with pytest.raises(ValueError, match="ref_keys"):
+        UNet(**TINY, ref_attention=(1,), ref_keys="colours")
+    with pytest.raises(ValueError, match="ref_warp"):
+        UNet(**TINY, ref_warp=3)
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_warp_moves_the_reference_colours_onto_the_matching_lines(level):
+    """An untrained warp already paints the sketch's line with the colour of the reference's line, drawn elsewhere."""
+    sketch = torch.ones(1, 1, 16, 16)
+    sketch[..., 2:4, :] = -1  # a dark line near the top of the sketch
+    reference = torch.full((1, 3, 16, 16), 0.8)
+    reference[:, 1:, 11:13, :] = -0.8  # a red line lower down on a white reference
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = UNet(**TINY, ref_warp=level).eval()
+        with torch.no_grad():
+            warped = net.warped_reference(sketch, reference)
+        assert warped.shape == reference.shape
+        green = warped[0, 1]  # red takes green away: lower green = more of the red line
+        assert green[2:4].mean() < green[6:9].mean() - 0.1
+
+
+def test_sketch_keys_find_the_matching_structure_from_the_first_step():
+    """With keys and queries from one encoder and one projection, a query attends more to the reference pixels
+    whose lines look like its own, wherever they lie in the reference, before any training (on average over
+    initialisations; separate projections for queries and keys score the line lower than flat ground)."""
+    sketch = torch.ones(1, 1, 16, 16)
+    sketch[..., 2:4, :] = -1  # a dark horizontal line near the top of the sketch
+    reference = torch.full((1, 3, 16, 16), 0.8)
+    reference[..., 11:13, :] = -0.8  # the reference draws the same line lower down
+    line, flat = [], []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        net = UNet(**TINY, ref_attention=(0,), ref_concat=False, ref_keys="sketch").eval()
+        attn = net.ref_attn[str(len(net.up) - 1)]  # the last decoder block, at full resolution
+        with torch.no_grad():
+            structure = net._structure(sketch, reference)[0]
+            q, k = (attn.match(attn.match_norm(s)).flatten(2)[0].T for s in structure)
+        scores = (q @ k.T)[2 * 16 + 8].reshape(16, 16)  # a query on the sketch's line, against every key
+        line.append(scores[11:13].mean())
+        flat.append(scores[5:8].mean())
+    assert sum(line) > sum(flat) + 8
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -98,7 +147,8 @@ def test_reference_augment_keeps_colours_and_breaks_alignment():
 
 
 def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one_thread):
-    """The overlay on the tiny config (its 2-level U-Net attends at level 1): fit, test with --ckpt_path, colorize."""
+    """The overlay on the tiny config (its 2-level U-Net warps at level 1 here), with decoder attention at level 1
+    too: fit, test with --ckpt_path, colorize, the comparison figure."""
     from pathlib import Path
 
     import colorize
@@ -108,6 +158,7 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     root = Path(__file__).resolve().parents[1]
     common = ["--config", str(root / "tests" / "tiny.yaml"), "--config", str(root / "configs" / "variants" /
               "refattn.yaml"), "--trainer.logger", "false", "--model.net.init_args.ref_attention", "[1]",
+              "--model.net.init_args.ref_warp", "1",
               "--data.root", str(faces), "--trainer.default_root_dir", str(tmp_path / "run"),
               "--model.test_output_dir", str(tmp_path / "test")]
     run_cli(DiffusionColorizer, ["fit", *common, "--trainer.max_steps", "2",
@@ -115,7 +166,8 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
                                  f"--trainer.callbacks.dirpath={tmp_path / 'ckpt'}",
                                  "--trainer.callbacks.save_last=true"])
     ckpt = tmp_path / "ckpt" / "last.ckpt"
-    assert load_colorizer(ckpt).ema.net.init_args["ref_attention"] == (1,)
+    net = load_colorizer(ckpt).ema.net
+    assert net.init_args["ref_attention"] == (1,) and net.init_args["ref_warp"] == 1
     run_cli(DiffusionColorizer, ["test", *common, "--trainer.default_root_dir", str(tmp_path / "testrun"),
                                  "--ckpt_path", str(ckpt)])
     assert len(list((tmp_path / "test" / "cross").glob("*.png"))) == 4
@@ -123,6 +175,21 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     colorize.main(["--checkpoint", str(ckpt), "--sketch", str(face[0]), "--reference", str(face[1]),
                    "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / f"{face[0].stem}.png").is_file()
+    # the comparison figure with the warped reference, and its one-line refusals
+    from apps import cross_figure
+
+    fig = tmp_path / "fig.png"
+    args = ["--outputs", str(tmp_path / "test"), str(tmp_path / "test"), "--labels", "a", "b", "--out", str(fig)]
+    cross_figure.main([*args, "--warp", str(ckpt), "--count", "3"])
+    from PIL import Image
+
+    assert Image.open(fig).size[0] > Image.open(fig).size[1]  # 7 columns, 3 rows
+    capsys.readouterr()
+    for bad, says in ((args, "exists"), ([*args[:5], "--out", str(tmp_path / "g.png")], "labels"),
+                      (["--outputs", str(tmp_path), "--out", str(tmp_path / "g.png")], "lacks")):
+        with pytest.raises(SystemExit) as err:
+            cross_figure.main(bad)
+        assert err.value.code != 0 and says in capsys.readouterr().err
 
 
 def test_absolute_reference_colours_reach_the_values():
