@@ -1,5 +1,5 @@
 """Training references that do not line up with the target, so that a model must find correspondences (used with
-the U-Net's reference cross-attention, ``configs/variants/refattn.yaml``).
+the U-Net's reference correspondence, ``configs/variants/refattn.yaml``).
 
 After the TPS warp, the reference is mirrored left-right with probability ``flip`` and cut into a ``patches`` x
 ``patches`` grid whose tiles are put back in a random order. Both keep every colour of the image and destroy its

@@ -21,12 +21,12 @@ reference's colour features. The attention then no longer depends on the noisy i
 
 ``ref_warp=L`` uses the same sketch-to-sketch matching once, before the network: at level L, every position of the
 input sketch takes the attention-weighted mean of the reference's colours, and this warped reference, upsampled,
-replaces the reference in the input channels (the correspondence warp of exemplar-based colorization: Zhang et al.
+enters the input channels, in place of the reference or, with ``ref_concat=True``, next to it (the correspondence warp of exemplar-based colorization: Zhang et al.
 2019, "Deep exemplar-based video colorization", Sec. 3.1; CoCosNet, Zhang et al. 2020, Sec. 3.1). The network then
 gets an aligned reference whatever the reference's pose, and uses it the way the paper's network uses its
 pixel-aligned one. Attention in the decoder cannot set an image's absolute colours as easily: every GroupNorm after
-it, down to the output's, removes each channel's mean over the image (at 32 or 64 channels, one or two channels per
-group), so a colour added uniformly by the attention is gone by the output; the input channels reach the output
+it, down to the output's, removes each group's mean over the image (at 32 or 64 channels a group is one or two
+channels), so a colour added uniformly by the attention is gone by the output; the input channels reach the output
 through the same network as the paper's reference does.
 """
 from __future__ import annotations

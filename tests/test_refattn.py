@@ -1,5 +1,6 @@
-"""Reference cross-attention of the U-Net: a fresh branch is the plain model, the reference reaches the output
-through the attention, and such models save and load like any other."""
+"""The U-Net's reference correspondence: the sketch-matched warp and the decoder cross-attention. A fresh attention
+branch is the plain model, the matching finds the same lines before training, the reference reaches the output
+through each path, and such models save, load and run through the CLI like any other."""
 import pytest
 import torch
 
