@@ -71,6 +71,9 @@ class ColorizationDataModule(pl.LightningDataModule):
             warp (colours that do not line up; with hints, the hints then carry the target's colours).
         sketch_lowpass: probability that a training sketch is low-passed at a realism weight drawn from U(0, 1)
             (:mod:`utils.lowpass`, DiSS), so that the realism control of sampling is a condition the model knows.
+        colour_rotation: probability that a training target and its reference have their hues turned together by
+            one uniform angle in CIELAB, lightness kept (:mod:`utils.chroma`): colours the data set makes unlikely,
+            which the model can only take from the reference.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         hint_patch: float = PATCH_FRACTION,
         reference_other: float = 0.0,
         sketch_lowpass: float = 0.0,
+        colour_rotation: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -117,10 +121,12 @@ class ColorizationDataModule(pl.LightningDataModule):
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
             self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
             self.hints = HintSampler(hint_points, hint_drop, hint_patch)
-            for name, p in (("sketch_lowpass", sketch_lowpass), ("reference_other", reference_other)):
+            for name, p in (("sketch_lowpass", sketch_lowpass), ("reference_other", reference_other),
+                            ("colour_rotation", colour_rotation)):
                 if not 0.0 <= p <= 1.0:
                     raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
             self.sketch_lowpass, self.reference_other = sketch_lowpass, reference_other
+            self.colour_rotation = colour_rotation
         except ValueError as err:
             raise UserError(str(err)) from None
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
@@ -164,7 +170,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         if not train:
             return Pipeline(self.size, self.xdog, TPSParams(), sketches)
         return Pipeline(self.size, self.xdog, self.tps, sketches, self.reference_augment, self.hints,
-                        self.sketch_lowpass, self.reference_other)
+                        self.sketch_lowpass, self.reference_other, self.colour_rotation)
 
     def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
         """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""

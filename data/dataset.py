@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.chroma import rotate_chroma
 from utils.images import ImageReadError, to_tensor
 from utils.lowpass import lowpass_sketch
 from utils.xdog import XDoGParams
@@ -45,6 +46,7 @@ class Pipeline:
     hints: HintSampler = HintSampler()
     sketch_lowpass: float = 0.0  # probability of a training sketch low-passed at a uniform realism weight
     reference_other: float = 0.0  # probability of a training reference that is another training image
+    colour_rotation: float = 0.0  # probability of turning the hues of target and reference together (utils.chroma)
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -91,6 +93,12 @@ class TrainDataset(Dataset):
         if sketch is None:
             sketch = self.pipeline.xdog.apply(target, rng)
         reference = self.pipeline.reference_augment.apply(self.pipeline.tps.apply(target, rng), rng)
+        angle = None
+        if self.pipeline.colour_rotation and rng.random() < self.pipeline.colour_rotation:
+            # one hue turn for target and reference: colours the data set makes unlikely, which only the reference
+            # can tell (the sketch, drawn above from the lightness, is unchanged)
+            angle = float(rng.uniform(0.0, 2.0 * np.pi))
+            target, reference = rotate_chroma(target, angle), rotate_chroma(reference, angle)
         item = {
             "target": to_tensor(target),
             "sketch": to_tensor(sketch),
@@ -107,7 +115,8 @@ class TrainDataset(Dataset):
             # another image's colours, nowhere aligned with the target: what a character sheet gives at sampling
             # time; with colour hints, the hints are then the only source of the target's own colours
             other = (index + 1 + int(rng.integers(len(self.entries) - 1))) % len(self.entries)
-            item["reference"] = to_tensor(self._load(other, sketch=False)[1])
+            other_image = self._load(other, sketch=False)[1]
+            item["reference"] = to_tensor(other_image if angle is None else rotate_chroma(other_image, angle))
         return item
 
 
