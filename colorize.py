@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "drawn; default: the checkpoint's, 0 unless configured)")
     controls.add_argument("--sigma-start", type=float, metavar="SIGMA", help="noise level to start from (default: "
                           "pure noise at the grid's sigma_max); e.g. 1 keeps the init's colours, 10 only its palette")
-    controls.add_argument("--init", default="reference", metavar="reference|flat|FILE", help="the image a "
-                          "--sigma-start run starts from: the reference, its mean colour as a flat fill, or an image "
-                          "file such as an earlier result (fitted to each sketch like the sketch; default reference)")
+    controls.add_argument("--init", default="reference", metavar="reference|flat|warp|FILE", help="the image "
+                          "a --sigma-start run starts from: the reference, its mean colour as a flat fill, the "
+                          "model's correspondence warp of the reference (refattn models), or an image file such as an "
+                          "earlier result (fitted to each sketch like the sketch; default reference)")
     controls.add_argument("--hints", type=Path, metavar="FILE|DIR", help="colour hints for a model trained with them "
                           "(configs/variants/hints.yaml): a PNG of the sketch's size whose opaque pixels are the hint "
                           "colours, transparent elsewhere; or a folder of <name>.png per sketch (others get none)")

@@ -58,7 +58,7 @@ from .colorize_inputs import (TrajectoryRecorder, hints_file, prepare_hints, pre
 
 SKETCH_TYPES = ("auto", "sketch", "image")
 INFERENCE_SAMPLERS = ("euler_ancestral", "euler", "heun", "dpmpp_2m", "cold")  # cold: the cold-diffusion baseline's own
-INIT_KINDS = ("reference", "flat")
+INIT_KINDS = ("reference", "flat", "warp")  # models.controls.INIT_KINDS (not imported: models loads lazily)
 
 Guide = Callable[[torch.Tensor], torch.Tensor]
 GuideFactory = Callable[["Cond"], Guide | None]  # noqa: F821 - models.denoiser.Cond, imported lazily
@@ -259,20 +259,21 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG")
 
 
-def initial_images(init: str, reference: torch.Tensor, sketches: list, init_rgb: np.ndarray | None) -> torch.Tensor:
-    """The images a noise start begins from, in [-1, 1] like the reference batch: the reference itself, its mean
-    colour as a flat fill, or ``init_rgb`` (an earlier result) letterboxed like each sketch."""
-    if init == "reference":
-        return reference
-    if init == "flat":
-        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+def initial_images(init: str, cond, sketches: list, init_rgb: np.ndarray | None, net=None) -> torch.Tensor:
+    """The images a noise start begins from, in [-1, 1] like the reference batch: one of :data:`INIT_KINDS`
+    (:func:`models.controls.initial_image`; "warp" needs ``net``'s correspondence warp), or ``init_rgb`` (an
+    earlier result) letterboxed like each sketch."""
+    if init in INIT_KINDS:
+        from models.controls import initial_image  # noqa: PLC0415 - models loads lazily
+
+        return initial_image(init, cond.sketch, cond.reference, net)
     images = []
     for prepared in sketches:
         box = prepared.letterbox
         fitted = cv2.resize(init_rgb, (box.width, box.height), interpolation=cv2.INTER_AREA) \
             if init_rgb.shape[:2] != (box.height, box.width) else init_rgb
         images.append(to_tensor(box.forward(fitted, border="replicate")))
-    return torch.stack(images).to(reference.device)
+    return torch.stack(images).to(cond.reference.device)
 
 
 def check_options(options: ColorizeOptions) -> None:
@@ -340,6 +341,9 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     sigma_start = hp.get("sigma_start") if options.sigma_start is None else options.sigma_start
     init_rgb = load_rgb(Path(options.init)) if sigma_start is not None and options.init not in INIT_KINDS else None
 
+    if sigma_start is not None and options.init == "warp" and getattr(model.ema.net, "warp", None) is None:
+        raise UserError(f"--init warp: {checkpoint} has no correspondence warp (a model trained with "
+                        "configs/variants/refattn.yaml has one)")
     if options.hints is not None and not model.ema.takes_hints:
         raise UserError(f"--hints: {checkpoint} was trained without colour hints (configs/variants/hints.yaml "
                         "trains a model that takes them)")
@@ -367,8 +371,9 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
         )
         recorder = TrajectoryRecorder(keep) if options.save_trajectory else None
         guide = options.guide_factory(cond) if options.guide_factory is not None else None
-        init = initial_images(options.init, cond.reference, sketches, init_rgb) if sigma_start is not None else None
         with torch.no_grad():
+            init = initial_images(options.init, cond, sketches, init_rgb, model.ema.net) if sigma_start is not None \
+                else None
             result = model.sample(cond, steps=steps, sampler=sampler, seed=batch_seed(options.seed, index),
                                   guidance=guidance, guide=guide, callback=recorder, realism=realism,
                                   init=init, sigma_start=sigma_start, **options.extra_sampler_options)

@@ -57,7 +57,8 @@ def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int],
          prepared, hint_source=None) -> list[torch.Tensor]:
     """Per value, the tiles [sketch seen, reference, start, outputs per seed] in [0, 1]; the start is the sampler's
     own first state for the first seed (recorded by its callback)."""
-    start_image = initial_images(init, cond.reference, [prepared], None) if control == "sigma_start" else None
+    with torch.no_grad():
+        start_image = initial_images(init, cond, [prepared], None, model.ema.net) if control == "sigma_start" else None
     out = []
     for value in values:
         seen, given = cond.sketch, cond
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, required=True)
     parser.add_argument("--control", choices=CONTROLS, required=True)
     parser.add_argument("--values", type=float, nargs="+", required=True, help="one row per value")
-    parser.add_argument("--init", choices=("reference", "flat"), default="reference",
+    parser.add_argument("--init", choices=("reference", "flat", "warp"), default="reference",
                         help="start image of --control sigma_start (default reference)")
     parser.add_argument("--hint-source", type=Path, help="colour image the hint points of --control hints take "
                         "their colours from (fitted like a reference)")
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     cond = Cond(to_tensor(prepared.sketch)[None], to_tensor(prepare_reference(args.reference, size))[None])
     if args.control == "hints" and not model.ema.takes_hints:
         raise UserError(f"{args.checkpoint} was trained without colour hints (configs/variants/hints.yaml)")
+    if args.control == "sigma_start" and args.init == "warp" and getattr(model.ema.net, "warp", None) is None:
+        raise UserError(f"--init warp: {args.checkpoint} has no correspondence warp (configs/variants/refattn.yaml)")
     source = prepare_reference(args.hint_source, size) if args.hint_source is not None else None
     tiles = rows(model, cond, args.control, args.values, args.seeds, args.init, prepared, source)
     columns = ["sketch seen", "reference", "hints" if args.control == "hints" else "start",

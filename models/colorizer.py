@@ -18,6 +18,7 @@ from torch import nn
 from utils.errors import TrainingDiverged, UserError
 
 from .checkpoint import class_path, load_colorizer, spec
+from .controls import INIT_KINDS, initial_image
 from .denoiser import Cond, Denoiser
 from .ema import ema_update
 from .evaluation import EvaluationMixin
@@ -52,8 +53,10 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         guidance_target: "sketch" (XDoG of the prediction vs the input sketch) or "gt" (an oracle for analysis:
             the test folder gets an "-oracle" suffix and the metrics are logged as ``test_oracle/...``).
         realism: DiSS's realism weight in [0, 1] at sampling (0: the sketch as drawn; :mod:`models.controls`).
-        sigma_start: adjustable noise start (PASD): sample from the reference noised to this sigma, on the grid
+        sigma_start: adjustable noise start (PASD): sample from ``init`` noised to this sigma, on the grid
             truncated there (None: pure noise at sigma_max).
+        init: what a noise start begins from, one of :data:`models.controls.INIT_KINDS`: "reference", "flat" (its
+            mean colour) or "warp" (the network's correspondence warp of it, for ``ref_warp`` networks).
         compile: compile the training network with ``torch.compile`` (in place, so checkpoint keys do not change)
             when the trainer sets the model up; the EMA copy that samples stays eager.
     """
@@ -84,6 +87,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         guidance_target: str = "sketch",
         realism: float = 0.0,
         sigma_start: float | None = None,
+        init: str = "reference",
         compile: bool = False,
     ):
         super().__init__()
@@ -99,6 +103,10 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
             raise ValueError(f"realism must be in [0, 1], got {realism}")
         if sigma_start is not None and sigma_start <= 0:
             raise ValueError(f"sigma_start must be positive (or None for pure noise), got {sigma_start}")
+        if init not in INIT_KINDS:
+            raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {init!r}")
+        if init == "warp" and getattr(net, "warp", None) is None:
+            raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp)")
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.
         self.hparams["net"], self.hparams["schedule"] = spec(net), spec(schedule)
@@ -136,13 +144,14 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
     ) -> torch.Tensor:
         """Colorize ``cond`` with the EMA (or raw) denoiser; None keeps the configured steps, sampler,
         classifier-free guidance scales (sketch, reference), realism and noise start (from ``init``, by default the
-        reference). See :func:`models.sampling.sample`."""
+        configured ``init``). See :func:`models.sampling.sample`."""
         hp = self.hparams
         realism = hp.get("realism", 0.0) if realism is None else realism
         sigma_start = hp.get("sigma_start") if sigma_start is None else sigma_start
+        denoiser = self.ema if use_ema else self.denoiser
         if sigma_start is not None and init is None:
-            init = cond.reference
-        return sample(self.ema if use_ema else self.denoiser, self.schedule, cond, steps or hp.steps,
+            init = initial_image(hp.get("init", "reference"), cond.sketch, cond.reference, denoiser.net)
+        return sample(denoiser, self.schedule, cond, steps or hp.steps,
                       sampler or hp.sampler, seed=seed, device=self.device,
                       guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,
                       callback=callback, realism=realism, init=init, sigma_start=sigma_start, **sampler_options)

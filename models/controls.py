@@ -10,13 +10,34 @@
   sampler starts from an initial image (the reference, a flat fill, an earlier result) noised to sigma_start, on the
   same grid truncated at sigma_start. In EDM's coordinates x = y + sigma n, PASD's
   z = sqrt(a) z_init + sqrt(1 - a) n is x = z / sqrt(a) with sigma_start = sqrt((1 - a) / a). The grid points
-  above sigma_start are skipped: that many network evaluations fewer.
+  above sigma_start are skipped: that many network evaluations fewer. The initial image can also be the
+  network's own correspondence warp of the reference (``ref_warp``, :meth:`models.unet.UNet.warped_reference`):
+  the reference's colours moved onto the sketch's lines, which a noise start then keeps at low frequencies.
 """
 from __future__ import annotations
 
 import torch
 
 from utils.lowpass import lowpass_sketch, realism_size  # noqa: F401 - the realism control (shared with training)
+
+#: What a noise start can begin from without an image file: the reference, its mean colour, the network's warp.
+INIT_KINDS = ("reference", "flat", "warp")
+
+
+def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None
+                  ) -> torch.Tensor:
+    """The image [B, 3, H, W] in [-1, 1] a noise start begins from: the ``reference`` itself, its mean colour as a
+    flat fill, or ``net``'s correspondence warp of it onto ``sketch`` (a network with ``ref_warp``)."""
+    if kind == "reference":
+        return reference
+    if kind == "flat":
+        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+    if kind == "warp":
+        if getattr(net, "warp", None) is None:
+            raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp, "
+                             "configs/variants/refattn.yaml)")
+        return net.warped_reference(sketch, reference)
+    raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {kind!r}")
 
 
 def start_grid(sigmas: torch.Tensor, sigma_start: float | None) -> torch.Tensor:

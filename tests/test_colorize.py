@@ -105,7 +105,8 @@ def test_realism_and_noise_start_change_the_output_and_are_off_at_their_neutral_
     assert got["start"] != got["start_file"]
     for bad, message in ((("--realism", 2), "--realism must be in [0, 1]"),
                          (("--sigma-start", 0), "--sigma-start must be positive"),
-                         (("--sigma-start", 1, "--init", tmp_path / "none.png"), "--init")):
+                         (("--sigma-start", 1, "--init", tmp_path / "none.png"), "--init"),
+                         (("--sigma-start", 1, "--init", "warp"), "has no correspondence warp")):
         with pytest.raises(SystemExit) as excinfo:
             run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "bad", *bad)
         assert message in error_line(capsys, excinfo)

@@ -176,6 +176,10 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     colorize.main(["--checkpoint", str(ckpt), "--sketch", str(face[0]), "--reference", str(face[1]),
                    "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / f"{face[0].stem}.png").is_file()
+    # a noise start from the network's warp of the reference
+    colorize.main(["--checkpoint", str(ckpt), "--sketch", str(face[0]), "--reference", str(face[1]),
+                   "--out", str(tmp_path / "out_warp"), "--sigma-start", "1", "--init", "warp"])
+    assert (tmp_path / "out_warp" / f"{face[0].stem}.png").is_file()
     # the comparison figure with the warped reference, and its one-line refusals
     from apps import cross_figure
 
@@ -206,3 +210,32 @@ def test_absolute_reference_colours_reach_the_values():
     with torch.no_grad():
         assert (attn(x, feats, dark) - attn(x, feats, light)).abs().mean() > 1e-2
         torch.testing.assert_close(attn(x, feats + 5.0, dark), attn(x, feats, dark))  # the features' mean is normalised away
+
+
+def test_noise_start_from_the_warp():
+    """init "warp" starts a noise start from the network's own warp of the reference: the same output as handing
+    that warp in as the initial image, another than starting from the reference; refused without a warp."""
+    from models.colorizer import DiffusionColorizer
+    from models.controls import initial_image
+
+    torch.manual_seed(0)
+    make = lambda **kw: UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2,  # noqa: E731
+                             **kw)
+    model = DiffusionColorizer(net=make(ref_warp=1, ref_concat=False), steps=4, sampler="euler", init="warp").eval()
+    for p in model.ema.parameters():  # a "trained" EMA: every path non-zero
+        torch.nn.init.normal_(p, std=0.05)
+    g = torch.Generator().manual_seed(1)
+    cond = Cond(torch.rand(1, 1, 16, 16, generator=g) * 2 - 1, torch.rand(1, 3, 16, 16, generator=g) * 2 - 1)
+    with torch.no_grad():
+        warp = model.ema.net.warped_reference(cond.sketch, cond.reference)
+        assert not torch.allclose(warp, cond.reference, atol=0.05)
+        out = model.sample(cond, seed=0, sigma_start=1.0)
+        torch.testing.assert_close(out, model.sample(cond, seed=0, sigma_start=1.0, init=warp), rtol=0, atol=0)
+        assert not torch.allclose(out, model.sample(cond, seed=0, sigma_start=1.0, init=cond.reference))
+        torch.testing.assert_close(initial_image("warp", cond.sketch, cond.reference, model.ema.net), warp)
+    with pytest.raises(ValueError, match="warp"):
+        DiffusionColorizer(net=make(), init="warp")
+    with pytest.raises(ValueError, match="warp"):
+        initial_image("warp", cond.sketch, cond.reference, make())
+    with pytest.raises(ValueError, match="init must be"):
+        DiffusionColorizer(net=make(), init="noise")
