@@ -41,7 +41,10 @@ metrics (per image pair, on 8-bit RGB, data range 255; mean and population std o
            generated colours are from the reference's: sliced Wasserstein-1 distance between the two CIELAB pixel
            distributions (64 fixed directions, 128 quantiles each), in Delta E (CIE76) units. No alignment is
            needed: a rearrangement of the reference's pixels scores 0, a uniform colour shift of Delta E d scores d.
-           In the cross-reference setting it rewards following the reference, which PSNR does not.
+           In the cross-reference setting it rewards following the reference, which PSNR does not; it also
+           rewards pasting the misaligned reference, which the copy figures tell apart.
+  copy     (--reference DIR) PSNR and SSIM of each generated image against its reference: well above the real
+           images' own figures, the output copies the reference pixel by pixel instead of colouring the sketch.
   LPIPS    (--lpips) LPIPS v0.1 on [-1, 1] images; the trunk's ImageNet weights are read from
            $TORCH_HOME/hub/checkpoints (vgg16-397923af.pth, alexnet-owt-7be5be79.pth) or --lpips-weights.
 
@@ -114,8 +117,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             progress.update(len(names))
     if args.reference is not None:
         for names, reference, fake in iter_pair_batches(match_pairs(args.reference, args.fake), args.batch_size):
-            for name, value in zip(names, metrics.colour_distance(reference, fake).tolist()):
-                per_image[name]["colour_distance"] = value
+            values = {"colour_distance": metrics.colour_distance(reference, fake),
+                      "reference_psnr": metrics.psnr(reference, fake), "reference_ssim": metrics.ssim(reference, fake)}
+            for i, name in enumerate(names):
+                per_image[name].update({key: float(value[i]) for key, value in values.items()})
     summary = {key: metrics.summarize([v[key] for v in per_image.values() if key in v]) for key in ("psnr", "ssim")}
     for key in ("flat_noise", "flat_noise_real"):  # images without flat regions (NaN) do not count
         summary[key] = metrics.summarize([v[key] for v in per_image.values() if math.isfinite(v[key])])
@@ -126,7 +131,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if lpips_net is not None:
         summary["lpips"] = metrics.summarize([v["lpips"] for v in per_image.values()])
     if args.reference is not None:
-        summary["colour_distance"] = metrics.summarize([v["colour_distance"] for v in per_image.values()])
+        for key in ("colour_distance", "reference_psnr", "reference_ssim"):
+            summary[key] = metrics.summarize([v[key] for v in per_image.values()])
     return {
         "script": PAIRS_SCRIPT,
         "real": str(args.real.resolve()),
@@ -145,7 +151,8 @@ def print_result(result: dict[str, Any]) -> None:
     print(f", {result['resized']} resized)" if result["resized"] else ")")
     titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": f"LPIPS {result['lpips']}",
               "flat_noise": "flat-region noise", "flat_noise_real": "  (of the real images)",
-              "colour_distance": "colour distance to reference"}
+              "colour_distance": "colour distance to reference", "reference_psnr": "PSNR to reference (copy)",
+              "reference_ssim": "SSIM to reference (copy)"}
     rows = [["metric", "mean", "std"]]
     for key, entry in result["metrics"].items():
         if entry.get("unavailable"):

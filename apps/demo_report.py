@@ -3,11 +3,14 @@
     python -m apps.demo_report --outputs outputs/demo/test --out outputs/demo
 
 Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target, colour_distance},
-"cross": {...}}, "baselines": {"reference": {...}, "gray_sketch": {...}}, "target_colour_distance": {"same", "cross"}}
+"cross": {...}}, "baselines": {"reference": {...}, "gray_sketch": {...}}, "target_colour_distance": {"same", "cross"},
+"cross_copy": {"model": {psnr, ssim}, "target": {psnr, ssim}}}
 and ``grid.png`` (rows: sketch | reference | output | target, same-reference then cross-reference).
 ``colour_distance`` (:func:`utils.metrics.colour_distance`, Delta E) is how far an output's colours are from the
 reference it was given; ``target_colour_distance`` is the same figure for the ground truth, the value a model that
-ignored the reference and guessed the true colours would get. The baselines are the input (warped) reference itself and the sketch
+ignored the reference and guessed the true colours would get. Being alignment-free, it scores a paste of the
+misaligned cross reference as well as a colorization that follows it; ``cross_copy`` (PSNR and SSIM of each
+cross-reference output against its reference, next to the ground truth's own figure) tells the two apart. The baselines are the input (warped) reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
 """
 from __future__ import annotations
@@ -59,6 +62,8 @@ def report(outputs: Path) -> dict:
     return {
         "model": model,
         "target_colour_distance": {key: colour_scores(outputs / f"reference_{key}", gt) for key in ("same", "cross")},
+        "cross_copy": {who: {k: v for k, v in paired_scores(outputs / "reference_cross", outputs / folder).items()
+                             if k in ("psnr", "ssim")} for who, folder in (("model", "cross"), ("target", "gt"))},
         "baselines": {
             "reference": {"same": paired_scores(gt, outputs / "reference_same"),
                           "cross": paired_scores(gt, outputs / "reference_cross")},
@@ -79,6 +84,11 @@ def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
     return torch.cat([same, torch.ones(3, same.shape[1], 8), cross], dim=2)
 
 
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    """A table cell; n/a where the figure is undefined (flat-region noise of images without flat regions)."""
+    return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,15 +106,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'':22s} {'PSNR same':>10s} {'PSNR cross':>10s} {'SSIM same':>10s} {'SSIM cross':>10s} "
           f"{'noise same':>10s} {'noise cross':>11s}")
     for name, same, cross in rows:
-        print(f"{name:22s} {same['psnr']:10.2f} {cross['psnr']:10.2f} {same['ssim']:10.4f} {cross['ssim']:10.4f} "
-              f"{same['flat_noise']:10.1f} {cross['flat_noise']:11.1f}")
+        print(f"{name:22s} {_fmt(same['psnr'], 10, 2)} {_fmt(cross['psnr'], 10, 2)} {_fmt(same['ssim'], 10, 4)} "
+              f"{_fmt(cross['ssim'], 10, 4)} {_fmt(same['flat_noise'], 10, 1)} {_fmt(cross['flat_noise'], 11, 1)}")
     colours = result["model"]
     print(f"colour distance to the given reference (Delta E): same {colours['same']['colour_distance']:.1f}, "
           f"cross {colours['cross']['colour_distance']:.1f}; the targets' own: "
           f"same {result['target_colour_distance']['same']:.1f}, cross {result['target_colour_distance']['cross']:.1f}")
+    copy = result["cross_copy"]
+    print(f"cross outputs against their reference (PSNR / SSIM; higher = a paste of it): "
+          f"{copy['model']['psnr']:.2f} / {copy['model']['ssim']:.3f}; the targets' own: "
+          f"{copy['target']['psnr']:.2f} / {copy['target']['ssim']:.3f}")
     target = result["model"]["same"]["flat_noise_target"]
     print(f"flat-region noise: mean |Laplacian| in the target's flat regions (8-bit units); the target's own: "
-          f"{target:.1f}")
+          f"{_fmt(target, 0, 1)}")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'grid.png'}")
 
 

@@ -165,3 +165,11 @@ def test_colour_distance_to_the_given_reference(folders, tmp_path, capsys):
     cross = json.loads((tmp_path / "real.json").read_text())["metrics"]["colour_distance"]
     assert same["mean"] == pytest.approx(0, abs=1e-6) and same["n"] == NUM_IMAGES
     assert cross["mean"] > 5
+    # the copy figures: a paste of the reference scores far above an image that only shares its colours
+    evaluate_SSIM_PSNR.main(["--real", str(folders["real"]), "--fake", str(others), "--reference", str(others),
+                             "--json", str(tmp_path / "paste.json")])
+    assert "PSNR to reference (copy)" in capsys.readouterr().out
+    paste = json.loads((tmp_path / "paste.json").read_text())["metrics"]
+    own = json.loads((tmp_path / "real.json").read_text())["metrics"]
+    assert paste["reference_psnr"]["mean"] > own["reference_psnr"]["mean"] + 20
+    assert paste["reference_ssim"]["mean"] == pytest.approx(1) and own["reference_ssim"]["mean"] < 0.9
