@@ -314,7 +314,7 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     device = resolve_device(options.device)
 
     from models.checkpoint import build_model, read_checkpoint  # noqa: PLC0415 - slow imports; errors come first
-    from models.controls import lowpass_sketch, start_grid  # noqa: PLC0415
+    from models.controls import has_warp, lowpass_sketch, start_grid  # noqa: PLC0415
     from models.denoiser import Cond  # noqa: PLC0415
 
     checkpoint = Path(checkpoint)
@@ -341,7 +341,7 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     sigma_start = hp.get("sigma_start") if options.sigma_start is None else options.sigma_start
     init_rgb = load_rgb(Path(options.init)) if sigma_start is not None and options.init not in INIT_KINDS else None
 
-    if sigma_start is not None and options.init == "warp" and getattr(model.ema.net, "warp", None) is None:
+    if sigma_start is not None and options.init == "warp" and not has_warp(model.ema.net):
         raise UserError(f"--init warp: {checkpoint} has no correspondence warp (a model trained with "
                         "configs/variants/refattn.yaml has one)")
     if options.hints is not None and not model.ema.takes_hints:

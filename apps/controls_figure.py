@@ -30,7 +30,7 @@ from apps.colorize import checkpoint_xdog, initial_images  # noqa: E402
 from apps.colorize_inputs import prepare_reference, prepare_sketch, show_hints  # noqa: E402
 from data.hints import add_patch  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
-from models.controls import lowpass_sketch  # noqa: E402
+from models.controls import has_warp, lowpass_sketch  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 from utils.images import to_tensor, to_unit  # noqa: E402
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     cond = Cond(to_tensor(prepared.sketch)[None], to_tensor(prepare_reference(args.reference, size))[None])
     if args.control == "hints" and not model.ema.takes_hints:
         raise UserError(f"{args.checkpoint} was trained without colour hints (configs/variants/hints.yaml)")
-    if args.control == "sigma_start" and args.init == "warp" and getattr(model.ema.net, "warp", None) is None:
+    if args.control == "sigma_start" and args.init == "warp" and not has_warp(model.ema.net):
         raise UserError(f"--init warp: {args.checkpoint} has no correspondence warp (configs/variants/refattn.yaml)")
     source = prepare_reference(args.hint_source, size) if args.hint_source is not None else None
     tiles = rows(model, cond, args.control, args.values, args.seeds, args.init, prepared, source)

@@ -24,9 +24,10 @@ from utils.images import load_gray, load_rgb, to_tensor, to_uint8  # noqa: E402
 
 def warped(checkpoint: Path, sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     from models.checkpoint import load_colorizer
+    from models.controls import has_warp
 
     net = load_colorizer(checkpoint).ema.net
-    if getattr(net, "warp", None) is None:
+    if not has_warp(net):
         raise UserError(f"{checkpoint}: its network does not warp the reference (no ref_warp); drop --warp")
     with torch.no_grad():
         return net.warped_reference(sketch, reference)

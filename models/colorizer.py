@@ -18,7 +18,7 @@ from torch import nn
 from utils.errors import TrainingDiverged, UserError
 
 from .checkpoint import class_path, load_colorizer, spec
-from .controls import INIT_KINDS, initial_image
+from .controls import INIT_KINDS, has_warp, initial_image
 from .denoiser import Cond, Denoiser
 from .ema import ema_update
 from .evaluation import EvaluationMixin
@@ -105,7 +105,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
             raise ValueError(f"sigma_start must be positive (or None for pure noise), got {sigma_start}")
         if init not in INIT_KINDS:
             raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {init!r}")
-        if init == "warp" and getattr(net, "warp", None) is None:
+        if init == "warp" and not has_warp(net):
             raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp)")
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.

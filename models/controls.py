@@ -24,6 +24,11 @@ from utils.lowpass import lowpass_sketch, realism_size  # noqa: F401 - the reali
 INIT_KINDS = ("reference", "flat", "warp")
 
 
+def has_warp(net: torch.nn.Module | None) -> bool:
+    """Whether ``net`` has a correspondence warp of the reference (a U-Net with ``ref_warp``)."""
+    return getattr(net, "warp", None) is not None
+
+
 def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None
                   ) -> torch.Tensor:
     """The image [B, 3, H, W] in [-1, 1] a noise start begins from: the ``reference`` itself, its mean colour as a
@@ -33,7 +38,7 @@ def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net:
     if kind == "flat":
         return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
     if kind == "warp":
-        if getattr(net, "warp", None) is None:
+        if not has_warp(net):
             raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp, "
                              "configs/variants/refattn.yaml)")
         return net.warped_reference(sketch, reference)
