@@ -3,6 +3,11 @@ configured, skip connections between the encoder and the decoder (Ho et al. 2020
 
 Defaults are the paper's network: base 64 channels, multipliers (1, 2, 4, 8), 2 residual blocks per level and
 self-attention with 4 heads at the bottleneck; 7 input channels (noisy image 3 + sketch 1 + reference 3), 3 outputs.
+The default layout is DDPM/ADM's: stride-2 conv down, nearest + 3x3 conv up, and the input conv's features as the
+last decoder level's extra skip (num_blocks + 1 decoder blocks at every level). The published SSIMBaD network
+resamples with a 2x2 average pool and bare nearest upsampling and skips only the encoder blocks' outputs
+(``resample="pool", input_skip=False``): the same widths and blocks at 78 % of the FLOPs (273 against 352 GFLOP per
+256 px image forward), since the dropped convs and the dropped block all run at the decoder's high resolutions.
 Attention can also be placed at encoder/decoder levels by index (0 = full resolution), which keeps a config
 meaningful at any image size.
 
@@ -45,6 +50,9 @@ from utils.xdog import RAMP, SIGMAS, xdog_torch
 REF_CHANNELS = 3
 #: The sketch's channel: the first after the 3 of the noisy image.
 SKETCH_CHANNEL = 3
+#: Down/upsampling between levels: a stride-2 conv and nearest + conv (DDPM, ADM), or a 2x2 average pool and nearest
+#: upsampling alone (the published SSIMBaD network's; no parameters and ~17 % fewer FLOPs at the paper's size).
+RESAMPLE = ("conv", "pool")
 #: Where the keys of the reference cross-attention come from: the reference's features (PASD) or its sketch (SCFT).
 REF_KEYS = ("reference", "sketch")
 
@@ -213,6 +221,8 @@ class UNet(nn.Module):
         ref_concat: bool = True,
         ref_keys: str = "reference",
         ref_warp: int | None = None,
+        resample: str = "conv",
+        input_skip: bool = True,
     ):
         super().__init__()
         self.init_args = dict(
@@ -221,10 +231,12 @@ class UNet(nn.Module):
             mid_attention=mid_attention, attn_heads=attn_heads, dropout=dropout, emb_scale=emb_scale,
             gradient_checkpointing=gradient_checkpointing, ref_attention=tuple(ref_attention),
             ref_attention_mid=ref_attention_mid, ref_concat=ref_concat, ref_keys=ref_keys,
-            ref_warp=ref_warp,
+            ref_warp=ref_warp, resample=resample, input_skip=input_skip,
         )
         if any(not 0 <= level < len(channel_mult) for level in ref_attention):
             raise ValueError(f"ref_attention levels {tuple(ref_attention)} must lie in 0..{len(channel_mult) - 1}")
+        if resample not in RESAMPLE:
+            raise ValueError(f"resample must be one of {', '.join(RESAMPLE)}, got {resample!r}")
         if ref_keys not in REF_KEYS:
             raise ValueError(f"ref_keys must be one of {', '.join(REF_KEYS)}, got {ref_keys!r}")
         uses_ref = bool(ref_attention) or ref_attention_mid
@@ -250,7 +262,8 @@ class UNet(nn.Module):
         self.sketch_encoder = ReferenceEncoder(1, ref_chs[:depth]) if depth else None
         self.warp = CorrespondenceWarp(ref_chs[ref_warp], ref_warp) if ref_warp is not None else None
 
-        self.down, skips, ch = nn.ModuleList(), [base_channels], base_channels
+        self.input_skip = input_skip
+        self.down, skips, ch = nn.ModuleList(), [base_channels] if input_skip else [], base_channels
         for level, mult in enumerate(channel_mult):
             for _ in range(num_blocks):
                 layers = [ResBlock(ch, base_channels * mult, emb_ch, dropout)]
@@ -260,7 +273,8 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList(layers))
                 skips.append(ch)
             if level < self.levels - 1:
-                self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                down = nn.Conv2d(ch, ch, 3, stride=2, padding=1) if resample == "conv" else nn.AvgPool2d(2)
+                self.down.append(nn.ModuleList([down]))
                 skips.append(ch)
 
         mid = [ResBlock(ch, ch, emb_ch, dropout)] + ([Attention(ch, attn_heads)] if mid_attention else [])
@@ -271,15 +285,17 @@ class UNet(nn.Module):
         # Cross-attention after decoder block i, keyed by i, at the level of the block's output.
         self.up, self.ref_attn, self.up_levels = nn.ModuleList(), nn.ModuleDict(), []
         for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_blocks + 1):
+            blocks = num_blocks + 1 if level > 0 or input_skip else num_blocks  # one per skip
+            for i in range(blocks):
                 layers = [ResBlock(ch + skips.pop(), base_channels * mult, emb_ch, dropout)]
                 ch = base_channels * mult
                 if level in attn_levels:
                     layers.append(Attention(ch, attn_heads))
                 out_level = level
-                if level > 0 and i == num_blocks:
+                if level > 0 and i == blocks - 1:
                     layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                    layers.append(nn.Conv2d(ch, ch, 3, padding=1))
+                    if resample == "conv":
+                        layers.append(nn.Conv2d(ch, ch, 3, padding=1))
                     out_level = level - 1
                 if out_level in ref_attention:
                     self.ref_attn[str(len(self.up))] = CrossAttention(
@@ -333,7 +349,7 @@ class UNet(nn.Module):
         if self.warp is not None:
             inputs.append(self.warp(*structure[self.warp.level], ref))
         h = self.conv_in(torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0])
-        hs = [h]
+        hs = [h] if self.input_skip else []
         for layers in self.down:
             h = self._block(layers, h, emb)
             hs.append(h)

@@ -90,6 +90,47 @@ def test_paper_unet_defaults():
     assert net.conv_in.in_channels == 7 and net.out[-1].out_channels == 3
 
 
+def forward_flops(size: int, **kw) -> tuple[int, float]:
+    """Parameters and forward FLOPs per image of UNet(**kw), counted on the meta device (no computation)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net = UNet(**kw)
+        x, c = torch.empty(1, 7, size, size), torch.empty(1)
+    with FlopCounterMode(display=False) as counter:
+        net(x, c)
+    return sum(p.numel() for p in net.parameters()), counter.get_total_flops()
+
+
+def test_published_layout_has_the_published_cost():
+    # The published SSIMBaD network: 52.3M parameters, 13.1 TFLOP per training step of 16 images at 256 px
+    # (forward + backward = 3 forwards), i.e. 273 GFLOP per image forward. Average-pool / nearest resampling
+    # without convs and no input-conv skip give that layout (54.0M parameters: this U-Net's noise embedding sets a
+    # scale and a shift, not a shift alone); the DDPM/ADM layout costs 29 % more.
+    params, flops = forward_flops(256, resample="pool", input_skip=False)
+    assert flops == pytest.approx(273.4e9, rel=0.01) and params == pytest.approx(52.3e6, rel=0.04)
+    adm_params, adm_flops = forward_flops(256)
+    assert adm_flops / flops == pytest.approx(1.28, abs=0.01) and adm_params > params
+
+
+@pytest.mark.parametrize("resample,input_skip", [("pool", True), ("pool", False), ("conv", False)])
+def test_resampling_layouts_run_and_train(resample, input_skip):
+    torch.manual_seed(0)
+    net = tiny_unet(resample=resample, input_skip=input_skip)
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2) for m in net.modules()) or resample == "conv"
+    torch.nn.init.normal_(net.out[-1].weight, std=0.1)
+    x, c = torch.randn(2, 7, 16, 16), torch.rand(2)
+    y = net(x, c)
+    assert y.shape == (2, 3, 16, 16)
+    y.square().sum().backward()
+    assert all(p.grad is not None for p in net.parameters())  # every block is on the path (no unused skip)
+
+
+def test_unknown_resampling_is_refused():
+    with pytest.raises(ValueError, match="resample must be one of conv, pool"):
+        tiny_unet(resample="bilinear")
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     torch.manual_seed(0)
     a, b = tiny_unet(), tiny_unet(gradient_checkpointing=True)
