@@ -1,10 +1,10 @@
 """Training throughput of the paper-size U-Net: images per second of a full training step.
 
 ``python bench/train_throughput.py [--sizes 64 128] [--batch-size 8] [--iterations 5] [--warmup 1]
-[--precisions fp32 mixed] [--channels-last off on] [--layouts adm published] [--devices cpu cuda] [--num-workers 0]``
+[--precisions fp32 mixed] [--channels-last off on] [--layouts published adm] [--devices cpu cuda] [--num-workers 0]``
 
 A step is what ``pretrain.py fit`` does per batch: the denoising loss of :class:`models.colorizer.DiffusionColorizer`
-(network ``models.unet.UNet()`` at the paper's widths, and SSIMBaD's phi schedule), backward,
+(the U-Net of ``configs/pretrain.yaml`` or its DDPM/ADM layout, and SSIMBaD's phi schedule), backward,
 gradient clipping at 1.0, AdamW and the EMA update. Every combination of the options is one row of the table:
 
 - data excluded: one real batch, already on the device, is reused for every step (compute only);
@@ -16,9 +16,10 @@ gradient clipping at 1.0, AdamW and the EMA update. Every combination of the opt
 - precision "fp32" is plain float32; "mixed" is ``torch.autocast`` with bfloat16 on the CPU (like Lightning's
   bf16-mixed) and float16 with a gradient scaler on CUDA (like 16-mixed, the paper config);
 - channels_last "on" converts the model and the inputs to ``torch.channels_last``;
-- layout "adm" is the U-Net's default (58.1M parameters: strided-conv down, nearest + conv up, the input conv as a
-  skip), "published" the published SSIMBaD network's resampling (``resample="pool", input_skip=False``: 54.0M, 22 %
-  fewer FLOPs, within 0.5 % of the published network's; :data:`LAYOUTS`);
+- layout "published" is ``configs/pretrain.yaml``'s network, the published SSIMBaD network's resampling
+  (``resample="pool", input_skip=False``: 54.0M parameters, FLOPs within 0.5 % of the published network's), "adm"
+  the U-Net class's default (58.1M: strided-conv down, nearest + conv up, the input conv as a skip; 29 % more
+  FLOPs); :data:`LAYOUTS`;
 - ``--compile`` compiles the network in place (``nn.Module.compile``, as ``--model.compile true`` does in
   ``pretrain.py fit``); the warm-up steps then include the compilation.
 
@@ -210,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "train next to the project)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers of the data-included figure "
                         "(default 0: loading in series with the step)")
-    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=["adm"],
-                        help="U-Net layouts (default adm; published: the published SSIMBaD network's)")
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=["published"],
+                        help="U-Net layouts (default published: configs/pretrain.yaml's; adm: the class default)")
     parser.add_argument("--compile", action="store_true", help="compile the network (torch.compile, in place)")
     parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: all cores)")
     return parser

@@ -187,6 +187,8 @@ def test_configs_parse(configs):
     result = run_cli(*args, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path: models.schedules." in result.stdout
+    if configs[0] == "configs/pretrain.yaml":  # the published network's layout (README, "GPU notes")
+        assert "resample: pool" in result.stdout and "input_skip: false" in result.stdout
     if "edm" in "".join(configs):
         assert "EDMSchedule" in result.stdout
     if "ddpm" in "".join(configs):
