@@ -1,7 +1,7 @@
 """Training throughput of the paper-size U-Net: images per second of a full training step.
 
 ``python bench/train_throughput.py [--sizes 64 128] [--batch-size 8] [--iterations 5] [--warmup 1]
-[--precisions fp32 mixed] [--channels-last off on] [--layouts published adm] [--devices cpu cuda] [--num-workers 0]``
+[--precisions fp32 mixed bf16] [--channels-last off on] [--layouts published adm] [--devices cpu cuda] [--num-workers 0]``
 
 A step is what ``pretrain.py fit`` does per batch: the denoising loss of :class:`models.colorizer.DiffusionColorizer`
 (the U-Net of ``configs/pretrain.yaml`` or its DDPM/ADM layout, and SSIMBaD's phi schedule), backward,
@@ -14,7 +14,8 @@ gradient clipping at 1.0, AdamW and the EMA update. Every combination of the opt
   figure is compute + loading in series; with workers it overlaps with compute, which a short run cannot show (the
   workers prefetch 2 batches each during warm-up), so use many iterations then.
 - precision "fp32" is plain float32; "mixed" is ``torch.autocast`` with bfloat16 on the CPU (like Lightning's
-  bf16-mixed) and float16 with a gradient scaler on CUDA (like 16-mixed, the paper config);
+  bf16-mixed) and float16 with a gradient scaler on CUDA (like 16-mixed, the paper config); "bf16" is bfloat16
+  autocast without a scaler on either (bf16-mixed);
 - channels_last "on" converts the model and the inputs to ``torch.channels_last``;
 - layout "published" is ``configs/pretrain.yaml``'s network, the published SSIMBaD network's resampling
   (``resample="pool", input_skip=False``: 54.0M parameters, FLOPs within 0.5 % of the published network's), "adm"
@@ -82,20 +83,20 @@ def peak_tflops(device: str, precision: str) -> float | None:
 class Setting:
     device: str
     size: int
-    precision: str  # "fp32" | "mixed"
+    precision: str  # "fp32" | "mixed" | "bf16"
     channels_last: bool
     compile: bool = False
-    layout: str = "adm"
+    layout: str = "published"
 
     @property
     def mixed_dtype(self) -> torch.dtype:
-        return torch.float16 if self.device == "cuda" else torch.bfloat16
+        return torch.float16 if self.device == "cuda" and self.precision == "mixed" else torch.bfloat16
 
     @property
     def precision_label(self) -> str:
         if self.precision == "fp32":
             return "fp32"
-        return "fp16-mixed" if self.device == "cuda" else "bf16-mixed"
+        return "fp16-mixed" if self.mixed_dtype == torch.float16 else "bf16-mixed"
 
 
 class Trainer:
@@ -112,7 +113,7 @@ class Trainer:
             self.model.denoiser.net.compile()
         self.params = list(self.model.denoiser.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=1e-4, weight_decay=0.01)
-        use_scaler = setting.precision == "mixed" and setting.device == "cuda"
+        use_scaler = setting.mixed_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.steps = 0
 
@@ -122,7 +123,7 @@ class Trainer:
 
     def step(self, batch: dict) -> None:
         s = self.setting
-        with torch.autocast(self.device.type, dtype=s.mixed_dtype, enabled=s.precision == "mixed"):
+        with torch.autocast(self.device.type, dtype=s.mixed_dtype, enabled=s.precision != "fp32"):
             loss = self.model.denoising_loss(batch)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -144,7 +145,7 @@ class Trainer:
 
         s = self.setting
         counter = FlopCounterMode(display=False)
-        with counter, torch.autocast(self.device.type, dtype=s.mixed_dtype, enabled=s.precision == "mixed"):
+        with counter, torch.autocast(self.device.type, dtype=s.mixed_dtype, enabled=s.precision != "fp32"):
             self.model.denoising_loss(batch).backward()
         self.opt.zero_grad(set_to_none=True)
         return counter.get_total_flops() / batch["target"].shape[0]
@@ -200,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument("--iterations", type=int, default=5, help="timed steps per measurement (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement (default 1)")
-    parser.add_argument("--precisions", nargs="+", choices=["fp32", "mixed"], default=["fp32", "mixed"],
-                        help="fp32 and/or mixed (bf16 autocast on CPU, fp16 autocast + grad scaler on CUDA)")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "mixed", "bf16"], default=["fp32", "mixed"],
+                        help="fp32, mixed (bf16 autocast on CPU, fp16 autocast + grad scaler on CUDA) and/or bf16 "
+                             "(bf16 autocast on either)")
     parser.add_argument("--channels-last", nargs="+", choices=["off", "on"], default=["off", "on"],
                         help="memory format(s) to measure (default off on)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         excluded, included, flops = run(setting, args.images, args.batch_size, args.warmup, args.iterations,
                                         args.num_workers)
         achieved = flops * excluded / 1e12
-        peak = peak_tflops(device, precision)
+        peak = peak_tflops(device, "fp32" if precision == "fp32" else "mixed")
         rows.append([device, layout, str(size), setting.precision_label, cl, "on" if args.compile else "off",
                      f"{excluded:.2f}", f"{included:.2f}", f"{args.batch_size / excluded:.2f}", f"{flops / 1e9:.1f}",
                      f"{achieved:.3g}", "n/a" if peak is None else f"{achieved / peak:.1%}"])

@@ -265,11 +265,13 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
             self._check_divergence()  # the read is free (CPU) or the optimizer cannot skip: stop before the step
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Lightning's clipping, except that under a gradient scaler a fused optimizer's gradients are unscaled
-        here first (GradScaler's documented unscale_ -> clip -> step); Lightning refuses to clip those otherwise."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if gradient_clip_val and scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
-            scaler.unscale_(optimizer)
+        """Lightning's clipping, except for a fused optimizer under mixed precision, whose gradients Lightning
+        refuses to clip (16-mixed and bf16-mixed alike): they are clipped here, after GradScaler's unscale_ when
+        there is a scaler (its documented unscale_ -> clip -> step)."""
+        if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             if gradient_clip_algorithm == "value":
                 torch.nn.utils.clip_grad_value_(params, gradient_clip_val)

@@ -157,10 +157,11 @@ def test_a_nan_step_is_skipped_on_the_device_between_host_checks(faces, tmp_path
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_fused_adamw_clips_under_a_gradient_scaler(faces, tmp_path):
-    """16-mixed (the paper's precision) with gradient clipping and the fused optimizer: Lightning refuses to clip
-    gradients that a fused optimizer unscales itself, so the module unscales them first; the clipped norm is that of
-    the true gradients."""
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_fused_adamw_clips_under_mixed_precision(faces, tmp_path, precision):
+    """16-mixed (the paper's precision) and bf16-mixed with gradient clipping and the fused optimizer: Lightning
+    refuses to clip the gradients of an optimizer that can unscale them itself, so the module clips them, after
+    unscaling under 16-mixed's gradient scaler; the clipped norm is that of the true gradients."""
     from pytorch_lightning.plugins import MixedPrecision
 
     class Norms(DiffusionColorizer):
@@ -174,7 +175,8 @@ def test_fused_adamw_clips_under_a_gradient_scaler(faces, tmp_path):
     model = Norms(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2))
     before = [p.detach().clone() for p in model.denoiser.parameters()]
     t = trainer(tmp_path, 3, enable_checkpointing=False, gradient_clip_val=1e-3,
-                plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))])
+                plugins=[MixedPrecision(precision, "cpu",
+                                        scaler=torch.amp.GradScaler("cpu") if precision == "16-mixed" else None)])
     t.fit(model, ColorizationDataModule(str(faces), size=16, batch_size=4, num_workers=0, val_count=4))
     assert model.trainer.optimizers[0].defaults["fused"]
     assert len(model.norms) == 3 and all(abs(n - 1e-3) < 1e-5 for n in model.norms), model.norms
