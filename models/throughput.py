@@ -4,8 +4,8 @@
 The device is synchronised only at the ends of each window of ``every_n_steps`` batches, so the figure is the true
 rate and the loop gains no per-step host sync (Lightning's ``ThroughputMonitor`` synchronises after every batch).
 The first ``warmup_steps`` batches (compilation, cuDNN autotuning, loader start-up) and validation runs are not
-counted. Each window
-logs ``train/img_per_s`` (images of all processes); the end of training prints the rate over every counted batch.
+counted. Each window logs ``train/img_per_s`` (images of all processes); the end of training prints the rate over
+every counted batch.
 
     trainer:
       callbacks:

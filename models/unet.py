@@ -1,7 +1,7 @@
 """The U-Net F of the denoiser: GroupNorm/SiLU residual blocks with a noise-level embedding, self-attention where
 configured, skip connections between the encoder and the decoder (Ho et al. 2020; Dhariwal & Nichol 2021).
 
-Defaults are the paper's network: base 64 channels, multipliers (1, 2, 4, 8), 2 residual blocks per level and
+Defaults are the paper's widths: base 64 channels, multipliers (1, 2, 4, 8), 2 residual blocks per level and
 self-attention with 4 heads at the bottleneck; 7 input channels (noisy image 3 + sketch 1 + reference 3), 3 outputs.
 The default layout is DDPM/ADM's: stride-2 conv down, nearest + 3x3 conv up, and the input conv's features as the
 last decoder level's extra skip (num_blocks + 1 decoder blocks at every level). The published SSIMBaD network
