@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The training-speed checks of one short GPU session (README, "GPU notes"), in one go:
-#   1. compute-only throughput of the published and ADM layouts, fp16-mixed and bf16-mixed, eager and compiled
-#      (bench/train_throughput.py: img/s, FLOPs per image, TFLOP/s, MFU);
+#   1. compute-only throughput (bench/train_throughput.py: img/s, FLOPs per image, TFLOP/s, MFU) of the published
+#      layout in fp16-mixed and bf16-mixed, NCHW and channels_last, and of the ADM layout in fp16-mixed, NCHW,
+#      compiled unless COMPILE=false (each row compiles anew: about a minute);
 #   2. pretrain.py fit's real loop with configs/pretrain.yaml on the shared faces at SIZE px for STEPS steps, in
 #      16-mixed and bf16-mixed with the compiled network (the Throughput callback prints img/s at the end);
 #   3. quality is not traded for speed: the same QSTEPS-step run at QSIZE px in plain fp32 (eager) and on the fast
@@ -17,11 +18,11 @@ ACCEL=${ACCEL:-gpu}
 SIZE=${SIZE:-256}
 STEPS=${STEPS:-300}
 BATCH=${BATCH:-16}
-ITERS=${ITERS:-50}
+ITERS=${ITERS:-30}
 WORKERS=${WORKERS:-8}
 COMPILE=${COMPILE:-true}
 QSIZE=${QSIZE:-128}
-QSTEPS=${QSTEPS:-1000}
+QSTEPS=${QSTEPS:-600}
 DATA=../shared/data/anime_faces_128
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT"
@@ -29,9 +30,12 @@ device=$([ "$ACCEL" = gpu ] && echo cuda || echo cpu)
 compile_flag=$([ "$COMPILE" = true ] && echo --compile || true)
 
 # 1. compute only (and with loader workers)
-$PY bench/train_throughput.py --devices "$device" --sizes "$SIZE" --batch-size "$BATCH" --iterations "$ITERS" \
-    --warmup $((ITERS / 5 + 1)) --precisions mixed bf16 --channels-last off --layouts published adm \
-    --num-workers "$WORKERS" $compile_flag | tee "$OUT/bench.txt"
+bench() {
+  $PY bench/train_throughput.py --devices "$device" --sizes "$SIZE" --batch-size "$BATCH" --iterations "$ITERS" \
+      --warmup $((ITERS / 5 + 1)) --num-workers "$WORKERS" $compile_flag "$@"
+}
+bench --precisions mixed bf16 --channels-last off on --layouts published | tee "$OUT/bench_published.txt"
+bench --precisions mixed --channels-last off --layouts adm | tee "$OUT/bench_adm.txt"
 
 fit() {  # fit NAME PRECISION COMPILE SIZE STEPS [extra options]
   local name=$1 precision=$2 compile=$3 size=$4 steps=$5
