@@ -58,7 +58,9 @@ REF_KEYS = ("reference", "sketch")
 
 
 def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, ch // 4) if ch % 32 else 32, ch)
+    groups = 32 if ch % 32 == 0 else min(32, ch // 4)
+    # widths such as 144 (a decoder concat at base 48): the largest count below that divides them
+    return nn.GroupNorm(math.gcd(ch, groups), ch)
 
 
 class FourierEmbedding(nn.Module):

@@ -126,6 +126,12 @@ def test_resampling_layouts_run_and_train(resample, input_skip):
     assert all(p.grad is not None for p in net.parameters())  # every block is on the path (no unused skip)
 
 
+@pytest.mark.parametrize("base", [24, 48, 56, 80])
+def test_widths_that_are_not_multiples_of_32_build_and_run(base):
+    net = UNet(base_channels=base, channel_mult=(1, 3), num_blocks=1, attn_heads=2, mid_attention=False)
+    assert net(torch.randn(1, 7, 8, 8), torch.rand(1)).shape == (1, 3, 8, 8)
+
+
 def test_unknown_resampling_is_refused():
     with pytest.raises(ValueError, match="resample must be one of conv, pool"):
         tiny_unet(resample="bilinear")
