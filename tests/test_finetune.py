@@ -237,7 +237,8 @@ def test_finetune_demo_config_refines_the_demo_checkpoint():
     """configs/finetune_demo.yaml refines the `make demo` checkpoint and reads its network from it."""
     demo, finetune = (yaml.safe_load((ROOT / "configs" / name).read_text()) for name in ("demo.yaml",
                                                                                          "finetune_demo.yaml"))
-    demo_checkpoints = demo["trainer"]["callbacks"][0]["init_args"]["dirpath"]
+    demo_checkpoints = next(c["init_args"]["dirpath"] for c in demo["trainer"]["callbacks"]
+                            if c["class_path"].endswith("ModelCheckpoint"))
     assert finetune["model"]["init_checkpoint"] == demo_checkpoints + "/last.ckpt"
     assert "net" not in finetune["model"] and "schedule" not in finetune["model"]
     assert finetune["data"]["root"] == demo["data"]["root"]
