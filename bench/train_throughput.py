@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from data.datamodule import ColorizationDataModule  # noqa: E402
 from models.colorizer import DiffusionColorizer  # noqa: E402
@@ -60,8 +61,9 @@ from utils.report import text_table  # noqa: E402
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "anime_faces_128" / "train"
 IMAGE_KEYS = ("target", "sketch", "reference")
 
-#: The U-Net's resampling layouts at the paper's widths (models/unet.py).
-LAYOUTS = {"adm": {}, "published": {"resample": "pool", "input_skip": False}}
+#: The network of configs/pretrain.yaml ("published") and the same widths in the U-Net class's default layout ("adm").
+_PRETRAIN_NET = yaml.safe_load((ROOT / "configs" / "pretrain.yaml").read_text())["model"]["net"]["init_args"]
+LAYOUTS = {"published": _PRETRAIN_NET, "adm": {**_PRETRAIN_NET, "resample": "conv", "input_skip": True}}
 
 #: Dense peak TFLOP/s by GPU name (substring, first match) and precision (vendor data sheets, SXM parts).
 PEAK_TFLOPS = {

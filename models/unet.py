@@ -264,7 +264,6 @@ class UNet(nn.Module):
         self.sketch_encoder = ReferenceEncoder(1, ref_chs[:depth]) if depth else None
         self.warp = CorrespondenceWarp(ref_chs[ref_warp], ref_warp) if ref_warp is not None else None
 
-        self.input_skip = input_skip
         self.down, skips, ch = nn.ModuleList(), [base_channels] if input_skip else [], base_channels
         for level, mult in enumerate(channel_mult):
             for _ in range(num_blocks):
@@ -351,7 +350,7 @@ class UNet(nn.Module):
         if self.warp is not None:
             inputs.append(self.warp(*structure[self.warp.level], ref))
         h = self.conv_in(torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0])
-        hs = [h] if self.input_skip else []
+        hs = [h] if self.init_args["input_skip"] else []
         for layers in self.down:
             h = self._block(layers, h, emb)
             hs.append(h)
