@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import torch.distributed as dist
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
@@ -108,3 +109,8 @@ def run_cli(model_class: type, args: list[str] | None = None) -> None:
         print(f"error: {path} already exists from an earlier run; pass another --trainer.default_root_dir "
               "(or logger save_dir) so that run is kept, or delete it", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        # Lightning leaves the DDP process group open; torn down by the interpreter's exit, gloo's worker threads
+        # can abort the process ("terminate called without an active exception") after a run that succeeded.
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
