@@ -4,8 +4,9 @@
         --warp RUN_B/checkpoints/last.ckpt --setting cross --count 6 --out FIG.png
 
 Columns: the sketch, the reference of the setting (``same``: the warped ground truth; ``cross``: another test
-face), with ``--warp CKPT`` that reference as the checkpoint's correspondence warp moves it onto the sketch (the
-input its network gets, ``ref_warp`` in models/unet.py), then each run's output and the ground truth.
+face; ``recolour``: the warped ground truth with its hues turned, mirrored), with ``--warp CKPT`` that reference as the checkpoint's correspondence warp moves it onto the sketch (the
+input its network gets, ``ref_warp`` in models/unet.py), then each run's output and the ground truth (for
+``recolour``, the turned one).
 """
 from __future__ import annotations
 
@@ -35,14 +36,15 @@ def warped(checkpoint: Path, sketch: torch.Tensor, reference: torch.Tensor) -> t
 
 def columns(outputs: list[Path], labels: list[str], setting: str, count: int, warp: Path | None) -> list:
     """(title, [count, 3, H, W] in [-1, 1]) per column."""
+    truth = "gt_recolour" if setting == "recolour" else "gt"
     for folder in outputs:
-        for sub in ("sketch", "gt", setting, f"reference_{setting}"):
+        for sub in ("sketch", truth, setting, f"reference_{setting}"):
             if not (folder / sub).is_dir():
                 raise UserError(f"{folder} lacks {sub}/; pass folders written by `pretrain.py test "
                                 "--model.test_output_dir DIR`")
-    names = sorted(p.name for p in (outputs[0] / "gt").glob("*.png"))[:count]
+    names = sorted(p.name for p in (outputs[0] / truth).glob("*.png"))[:count]
     if not names:
-        raise UserError(f"{outputs[0] / 'gt'} holds no .png images")
+        raise UserError(f"{outputs[0] / truth} holds no .png images")
 
     def stack(folder: Path, gray: bool = False) -> torch.Tensor:
         missing = [n for n in names if not (folder / n).is_file()]
@@ -55,7 +57,7 @@ def columns(outputs: list[Path], labels: list[str], setting: str, count: int, wa
     if warp is not None:
         cols.append(("warped reference", warped(warp, sketch, reference).clamp(-1, 1)))
     cols += [(label, stack(folder / setting)) for label, folder in zip(labels, outputs)]
-    return cols + [("ground truth", stack(outputs[0] / "gt"))]
+    return cols + [("ground truth", stack(outputs[0] / truth))]
 
 
 def draw(cols: list, path: Path) -> None:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="`pretrain.py test` output folders")
     parser.add_argument("--labels", nargs="+", help="a column title per output folder (default: the folder names)")
-    parser.add_argument("--setting", choices=("same", "cross"), default="cross")
+    parser.add_argument("--setting", choices=("same", "cross", "recolour"), default="cross")
     parser.add_argument("--count", type=int, default=6, help="test images, one row each (first by name)")
     parser.add_argument("--warp", type=Path, help="a ref_warp checkpoint: add the warped reference as a column")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")

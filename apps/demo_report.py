@@ -3,14 +3,19 @@
     python -m apps.demo_report --outputs outputs/demo/test --out outputs/demo
 
 Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise_target, colour_distance},
-"cross": {...}}, "baselines": {"reference": {...}, "gray_sketch": {...}}, "target_colour_distance": {"same", "cross"},
-"cross_copy": {"model": {psnr, ssim}, "target": {psnr, ssim}}}
-and ``grid.png`` (rows: sketch | reference | output | target, same-reference then cross-reference).
+"cross": {...}, "recolour": {...}}, "baselines": {"reference": {"same", "cross", "recolour"}, "gray_sketch": {...},
+"original_colours": {...}}, "target_colour_distance": {"same", "cross", "recolour"}, "cross_copy": {"model": {psnr,
+ssim}, "target": {psnr, ssim}}}
+and ``grid.png`` (rows: sketch | reference | output | target; same-reference, cross-reference, recolouring).
 ``colour_distance`` (:func:`utils.metrics.colour_distance`, Delta E) is how far an output's colours are from the
 reference it was given; ``target_colour_distance`` is the same figure for the ground truth, the value a model that
 ignored the reference and guessed the true colours would get. Being alignment-free, it scores a paste of the
 misaligned cross reference as well as a colorization that follows it; ``cross_copy`` (PSNR and SSIM of each
-cross-reference output against its reference, next to the ground truth's own figure) tells the two apart. The baselines are the input (warped) reference itself and the sketch
+cross-reference output against its reference, next to the ground truth's own figure) tells the two apart.
+Recolouring (:mod:`data.protocol`) is the cross-reference setting with a known answer: the reference's hues and the
+ground truth's are turned together and the reference is mirrored, so PSNR against the turned ground truth rewards
+following the reference by content, and neither a paste nor the data set's usual colours score (``original_colours``:
+the untouched image scored against the turned one). The baselines are the input reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
 """
 from __future__ import annotations
@@ -26,7 +31,10 @@ from utils.errors import UserError, exit_on_user_error
 from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
-FOLDERS = ("gt", "sketch", "same", "cross", "reference_same", "reference_cross")
+FOLDERS = ("gt", "sketch", "same", "cross", "recolour", "reference_same", "reference_cross", "reference_recolour",
+           "gt_recolour")
+#: Each setting's ground-truth folder.
+GROUND_TRUTH = {"same": "gt", "cross": "gt", "recolour": "gt_recolour"}
 
 
 def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
@@ -56,18 +64,21 @@ def report(outputs: Path) -> dict:
     if missing:
         raise UserError(f"{outputs} lacks {', '.join(missing)}; run `pretrain.py test` with this output folder first")
     gt = outputs / "gt"
-    model = {key: {**paired_scores(gt, outputs / key),
+    model = {key: {**paired_scores(outputs / truth, outputs / key),
                    "colour_distance": colour_scores(outputs / f"reference_{key}", outputs / key)}
-             for key in ("same", "cross")}
+             for key, truth in GROUND_TRUTH.items()}
     return {
         "model": model,
-        "target_colour_distance": {key: colour_scores(outputs / f"reference_{key}", gt) for key in ("same", "cross")},
+        "target_colour_distance": {key: colour_scores(outputs / f"reference_{key}", outputs / truth)
+                                   for key, truth in GROUND_TRUTH.items()},
         "cross_copy": {who: {k: v for k, v in paired_scores(outputs / "reference_cross", outputs / folder).items()
                              if k in ("psnr", "ssim")} for who, folder in (("model", "cross"), ("target", "gt"))},
         "baselines": {
-            "reference": {"same": paired_scores(gt, outputs / "reference_same"),
-                          "cross": paired_scores(gt, outputs / "reference_cross")},
+            "reference": {key: paired_scores(outputs / truth, outputs / f"reference_{key}")
+                          for key, truth in GROUND_TRUTH.items()},
             "gray_sketch": paired_scores(gt, outputs / "sketch"),
+            "original_colours": {**paired_scores(outputs / "gt_recolour", gt),
+                                 "colour_distance": colour_scores(outputs / "reference_recolour", gt)},
         },
     }
 
@@ -78,10 +89,11 @@ def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
     def stack(folder: str) -> torch.Tensor:
         return torch.stack([to_tensor(load_rgb(outputs / folder / n)) for n in names])
 
-    sketch, target = stack("sketch"), stack("gt")
-    same = image_grid(sketch, stack("reference_same"), stack("same"), target, rows)
-    cross = image_grid(sketch, stack("reference_cross"), stack("cross"), target, rows)
-    return torch.cat([same, torch.ones(3, same.shape[1], 8), cross], dim=2)
+    sketch = stack("sketch")
+    panels = [image_grid(sketch, stack(f"reference_{key}"), stack(key), stack(truth), rows)
+              for key, truth in GROUND_TRUTH.items()]
+    gap = torch.ones(3, panels[0].shape[1], 8)
+    return torch.cat([panels[0], gap, panels[1], gap, panels[2]], dim=2)
 
 
 def _fmt(value: float | None, width: int, digits: int) -> str:
@@ -112,6 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"colour distance to the given reference (Delta E): same {colours['same']['colour_distance']:.1f}, "
           f"cross {colours['cross']['colour_distance']:.1f}; the targets' own: "
           f"same {result['target_colour_distance']['same']:.1f}, cross {result['target_colour_distance']['cross']:.1f}")
+    recolour, base = result["model"]["recolour"], result["baselines"]
+    print(f"recolouring (known answer; PSNR / SSIM against the turned ground truth, colour distance to the reference):"
+          f" {recolour['psnr']:.2f} / {recolour['ssim']:.3f} / {recolour['colour_distance']:.1f}; the original colours: "
+          f"{base['original_colours']['psnr']:.2f} / {base['original_colours']['ssim']:.3f} / "
+          f"{base['original_colours']['colour_distance']:.1f}; the mirrored reference itself: "
+          f"{base['reference']['recolour']['psnr']:.2f} / {base['reference']['recolour']['ssim']:.3f}")
     copy = result["cross_copy"]
     print(f"cross outputs against their reference (PSNR / SSIM; higher = a paste of it): "
           f"{copy['model']['psnr']:.2f} / {copy['model']['ssim']:.3f}; the targets' own: "

@@ -1,5 +1,8 @@
 """Colour transfer with a known answer: the evaluation protocol's same-reference items, with the hues of the
 reference and of the ground truth turned together by one angle per image (CIELAB, lightness kept; utils.chroma).
+``pretrain.py test`` scores the mirrored form of this setting on every test image ("recolour", data.protocol, with
+each image's angle drawn from its own seed); this bench compares checkpoints side by side on the first --count
+images, mirrored or in place, with a sheet of their outputs.
 
 The sketch is unchanged, so the right output is the turned ground truth. A model that takes its colours from the
 reference scores high PSNR against it; one that colours from its prior (or from the data set's usual colours)
@@ -30,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 from apps.plots import plot_image_rows  # noqa: E402
 from data.dataset import EvalDataset, Pipeline  # noqa: E402
 from data.folder import readable, scan_folder  # noqa: E402
+from data.protocol import recolour_pair  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
 from utils import metrics  # noqa: E402
-from utils.chroma import rotate_chroma  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 from utils.images import quantize, to_tensor  # noqa: E402
 
@@ -46,10 +49,10 @@ def turned_items(images: Path, count: int, size: int, seed: int, mirror: bool) -
     out: dict[str, list[torch.Tensor]] = {"sketch": [], "reference": [], "target": [], "original": []}
     for i, angle in enumerate(angles):
         item = dataset[i]
-        reference = rotate_chroma(quantize(item["reference"]).permute(1, 2, 0).numpy(), float(angle))
-        out["reference"].append(to_tensor(reference[:, ::-1].copy() if mirror else reference))
-        out["target"].append(to_tensor(rotate_chroma(quantize(item["target"]).permute(1, 2, 0).numpy(),
-                                                     float(angle))))
+        target, reference = (quantize(item[key]).permute(1, 2, 0).numpy() for key in ("target", "reference"))
+        target, reference = recolour_pair(target, reference, float(angle), mirror)
+        out["reference"].append(to_tensor(reference))
+        out["target"].append(to_tensor(target))
         out["sketch"].append(item["sketch"])
         out["original"].append(item["target"])
     return {key: torch.stack(value) for key, value in out.items()}

@@ -5,12 +5,13 @@
 - test: ``test_root``, or the validation images.
 
 Validation and test batches follow the evaluation protocol of :mod:`data.protocol` (same-reference warp from a
-per-image seed, cross-reference from a seeded derangement) and are bit-identical across runs for a given ``seed``.
+per-image seed, cross-reference from a seeded derangement, the recolouring pair) and are bit-identical across runs for a given ``seed``.
 ``sketch_root`` optionally supplies precomputed sketches for the images of ``root`` (paired by name); otherwise
 sketches are made with XDoG. Unreadable images are skipped with a warning line each and a count.
 
-Batches are dicts: target (B, 3, H, W), sketch (B, 1, H, W), reference (B, 3, H, W), [reference_cross (B, 3, H, W)]
-floats in [-1, 1], and name (list of str: path relative to its folder, no extension).
+Batches are dicts: target (B, 3, H, W), sketch (B, 1, H, W), reference (B, 3, H, W), [reference_cross,
+target_recolour, reference_recolour (B, 3, H, W)] floats in [-1, 1], and name (list of str: path relative to its
+folder, no extension).
 """
 from __future__ import annotations
 

@@ -3,12 +3,13 @@
 - :class:`TrainDataset`: each item draws a fresh XDoG sigma and a fresh TPS warp (or reads a precomputed sketch).
   Its draws come from the seed of its position in the training stream (:mod:`data.sampler`), so they do not depend
   on the process or worker that loads it, and the item carries that seed for the model's own draws.
-- :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same- and cross-reference), bit-identical
-  across runs; :func:`eval_arrays` is the same item as uint8 arrays, which ``data.prepare`` writes to disk.
+- :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same-reference, cross-reference and
+  recolouring), bit-identical across runs; :func:`eval_arrays` is the same item as uint8 arrays, which
+  ``data.prepare`` writes to disk.
 
-Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W)
-(and reference_cross (3, H, W) for evaluation, hints (4, H, W) for training with colour hints) plus the image's
-name.
+Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W) (and
+reference_cross, target_recolour, reference_recolour (3, H, W) for evaluation, hints (4, H, W) for training with
+colour hints) plus the image's name.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
 from .hints import HintSampler
-from .protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
+from .protocol import (cross_reference_permutation, eval_sketch, image_seed, recolour_angle, recolour_pair,
+                       same_reference)
 from .reference_aug import ReferenceAugment
 from .sampler import sample_seed
 from .tps import TPSParams
@@ -121,15 +123,20 @@ class TrainDataset(Dataset):
 
 
 def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: int) -> dict[str, np.ndarray]:
-    """One protocol item as uint8 arrays: target, sketch, reference (same), reference_cross."""
+    """One protocol item as uint8 arrays: target, sketch, reference (same), reference_cross, and the recolouring
+    pair target_recolour, reference_recolour (:func:`data.protocol.recolour_pair`)."""
     target = load_square(entry.path, pipeline.size)
     own_seed = image_seed(entry.name, seed)
     sketch = pipeline.precomputed_sketch(entry)
+    reference = same_reference(target, own_seed, pipeline.tps)
+    target_recolour, reference_recolour = recolour_pair(target, reference, recolour_angle(own_seed))
     return {
         "target": target,
         "sketch": eval_sketch(target, own_seed, pipeline.xdog) if sketch is None else sketch,
-        "reference": same_reference(target, own_seed, pipeline.tps),
+        "reference": reference,
         "reference_cross": load_square(cross.path, pipeline.size),
+        "target_recolour": target_recolour,
+        "reference_recolour": reference_recolour,
     }
 
 

@@ -7,6 +7,8 @@ of ``--src`` (recursive), the same name as PNG in each of
     sketch/           its XDoG sketch (sigma drawn from the image's seed)
     reference_same/   a TPS warp of the image (warp drawn from the image's seed)
     reference_cross/  another image of the folder (fixed seeded derangement: never the image itself)
+    gt_recolour/      the image with its hues turned by an angle drawn from its seed (the recolouring answer)
+    reference_recolour/  reference_same/ turned by the same angle and mirrored (the recolouring input)
 
 and ``pairs.csv`` (name, cross-reference name). The arrays are exactly those of the validation/test batches of
 ``ColorizationDataModule`` with the same folder, size and seed (see :mod:`data.protocol`); re-running with the same
@@ -29,7 +31,8 @@ from .folder import readable, scan_folder
 from .protocol import cross_reference_permutation
 
 #: Output sub-folder of each array of :func:`data.dataset.eval_arrays`.
-SUBFOLDERS = {"target": "gt", "sketch": "sketch", "reference": "reference_same", "reference_cross": "reference_cross"}
+SUBFOLDERS = {"target": "gt", "sketch": "sketch", "reference": "reference_same", "reference_cross": "reference_cross",
+              "target_recolour": "gt_recolour", "reference_recolour": "reference_recolour"}
 PAIRS_FILE = "pairs.csv"
 
 
@@ -71,17 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.prepare",
         description="Derive the evaluation protocol of a folder of colour images: gt/, sketch/ (XDoG), "
-        "reference_same/ (TPS warp of the image itself) and reference_cross/ (another image, seeded derangement), "
-        "one PNG per image with the same name in each, plus pairs.csv. Same arguments, byte-identical files.",
+        "reference_same/ (TPS warp of the image itself), reference_cross/ (another image, seeded derangement), "
+        "and the recolouring pair gt_recolour/, reference_recolour/ (hues turned, the reference mirrored), one PNG "
+        "per image with the same name in each, plus pairs.csv. Same arguments, byte-identical files.",
     )
     parser.add_argument("--src", required=True, type=Path, help="folder of colour images (recursive; jpg/png/webp/bmp)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty or absent)")
     parser.add_argument("--size", type=int, default=256, help="side of the square outputs: short side resized, "
                         "centre crop (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="protocol seed: per-image sketch sigma and warp, and the "
-                        "cross-reference derangement (default 0)")
+                        "cross-reference derangement and recolouring angle (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out (removes its "
-                        "gt/, sketch/, reference_same/, reference_cross/ and pairs.csv; other files are left alone)")
+                        "protocol sub-folders and pairs.csv; other files are left alone)")
     return parser
 
 

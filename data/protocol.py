@@ -6,7 +6,13 @@ Given a test folder and a seed, every image (identified by its name: path relati
 - a same-reference R: a TPS warp of the image itself, the warp drawn from the image's own seed;
 - a cross-reference R: another test image, chosen by a fixed, seeded derangement of the sorted test set
   (:func:`cross_reference_permutation`: a uniformly random permutation without fixed points, so no image is ever
-  paired with itself).
+  paired with itself);
+- a recolouring pair, a cross-reference setting whose answer is known: the same-reference R and the image itself with
+  their CIELAB hues turned together by one angle drawn from the image's seed (at least a quarter turn, so the colours
+  are not the data set's usual ones), R also mirrored so that it does not line up with the sketch. The sketch is
+  unchanged, so the turned image is the right output: a model scores there by reading the colours off a reference it
+  must match by content, and neither ignoring the reference (the original colours) nor pasting it in place can win
+  (:func:`recolour_pair`).
 
 The image's own seed (:func:`image_seed`) is a SHA-256 hash of (seed, name), so it does not depend on Python's hash
 randomisation, on the order of the files or on which other files are present. ``data.prepare`` writes exactly these
@@ -18,6 +24,7 @@ import hashlib
 
 import numpy as np
 
+from utils.chroma import rotate_chroma
 from utils.errors import UserError
 from utils.xdog import XDoGParams
 
@@ -26,6 +33,7 @@ from .tps import TPSParams
 # Independent random streams drawn from one image seed (numpy SeedSequence entropy words).
 _SKETCH_STREAM = 1
 _REFERENCE_STREAM = 2
+_RECOLOUR_STREAM = 3
 
 
 def image_seed(name: str, seed: int) -> int:
@@ -46,6 +54,20 @@ def eval_sketch(rgb: np.ndarray, seed_for_name: int, xdog: XDoGParams = XDoGPara
 def same_reference(rgb: np.ndarray, seed_for_name: int, tps: TPSParams = TPSParams()) -> np.ndarray:
     """The same-reference of ``rgb``: a TPS warp of the image itself drawn from the image's seed."""
     return tps.apply(rgb, _rng(seed_for_name, _REFERENCE_STREAM))
+
+
+def recolour_angle(seed_for_name: int) -> float:
+    """The recolouring hue turn of an image: uniform in [pi/2, 3pi/2] radians, drawn from the image's seed."""
+    return float(_rng(seed_for_name, _RECOLOUR_STREAM).uniform(np.pi / 2, 3 * np.pi / 2))
+
+
+def recolour_pair(target: np.ndarray, reference: np.ndarray, angle: float,
+                  mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The recolouring item of ``target`` and its same-``reference`` (uint8 (H, W, 3)): both with their hues turned
+    by ``angle`` (:func:`utils.chroma.rotate_chroma`), the reference mirrored left-right when ``mirror``.
+    Returns (turned target: the right output, turned reference: the model's input)."""
+    turned = rotate_chroma(reference, angle)
+    return rotate_chroma(target, angle), np.ascontiguousarray(turned[:, ::-1]) if mirror else turned
 
 
 def cross_reference_permutation(n: int, seed: int) -> list[int]:

@@ -1,5 +1,6 @@
 """Validation and test of the LightningModule family: metrics, image grids in the logger, and the test folders
-(outputs for both reference settings plus the inputs, so that a test folder is a complete evaluation set).
+(outputs for the three reference settings of :mod:`data.protocol` plus the inputs, so that a test folder is a
+complete evaluation set).
 
 :class:`EvaluationMixin` expects the module to provide ``sample`` and the hyperparameters ``grid_images``,
 ``grid_every_n_epochs``, ``test_output_dir``, ``guidance_ssim_scale`` and ``guidance_target``.
@@ -16,6 +17,13 @@ from utils.images import image_grid, quantize, save_image
 
 from .denoiser import Cond
 from .ssim_guidance import is_oracle, ssim_guide
+
+
+#: The test settings (output folder, reference, the output's ground truth): same-reference, cross-reference, and
+#: recolouring, the cross-reference setting with a known answer (hues of reference and ground truth turned together,
+#: the reference mirrored: data.protocol.recolour_pair).
+SETTINGS = (("same", "reference", "target"), ("cross", "reference_cross", "target"),
+            ("recolour", "reference_recolour", "target_recolour"))
 
 
 class EvaluationMixin:
@@ -50,10 +58,11 @@ class EvaluationMixin:
         """Whether test sampling is guided by the ground truth (outputs and metrics are then marked "oracle")."""
         return is_oracle(self.hparams.guidance_ssim_scale, self.hparams.guidance_target)
 
-    def sampling_guide(self, batch: dict):
-        """The SSIM guide of ``test`` for this batch (None when guidance is off)."""
+    def sampling_guide(self, batch: dict, target: str = "target"):
+        """The SSIM guide of ``test`` for this batch (None when guidance is off); an oracle guide is towards
+        ``batch[target]``, the ground truth of the setting."""
         return ssim_guide(self.hparams.guidance_ssim_scale, batch["sketch"], self.hparams.guidance_target,
-                          batch.get("target"))
+                          batch.get(target))
 
     def test_output_root(self) -> Path:
         if self.hparams.test_output_dir:
@@ -65,19 +74,20 @@ class EvaluationMixin:
 
     def on_test_start(self) -> None:
         root = self.test_output_root()
-        clash = [d for d in ("same", "cross") if (root / d).is_dir() and any((root / d).iterdir())]
+        clash = [d for d, _, _ in SETTINGS if (root / d).is_dir() and any((root / d).iterdir())]
         if clash:
             raise UserError(f"test output folder {root} already holds results ({', '.join(clash)}); "
                             "pass another --model.test_output_dir or remove it")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         root = self.test_output_root()
-        guide, prefix = self.sampling_guide(batch), "test_oracle" if self.oracle else "test"
-        for setting, key in (("same", "reference"), ("cross", "reference_cross")):
+        prefix = "test_oracle" if self.oracle else "test"
+        for setting, key, target in SETTINGS:
+            guide = self.sampling_guide(batch, target)
             out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
             for name, img in zip(batch["name"], out):
                 save_image(img, root / setting / f"{name}.png")
-            scores = self.quality(out, batch["target"])
+            scores = self.quality(out, batch[target])
             # Colour transfer: how far the output's colours are from the reference it was given (Delta E).
             scores["colour_distance"] = metrics.colour_distance(quantize(batch[key]), quantize(out)).float()
             for metric, values in scores.items():
@@ -85,9 +95,11 @@ class EvaluationMixin:
                 if len(values):
                     self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=len(values), sync_dist=True)
             if batch_idx == 0:
-                self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key]}, out)
+                self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key], "target": batch[target]},
+                              out)
         # The inputs too, so that the folder is a complete evaluation set (and the trivial baselines can be scored).
         for folder, key in (("gt", "target"), ("sketch", "sketch"), ("reference_same", "reference"),
-                            ("reference_cross", "reference_cross")):
+                            ("reference_cross", "reference_cross"), ("gt_recolour", "target_recolour"),
+                            ("reference_recolour", "reference_recolour")):
             for name, img in zip(batch["name"], batch[key]):
                 save_image(img, root / folder / f"{name}.png")

@@ -51,8 +51,9 @@ def test_batches_follow_the_contract(faces):
     assert train["seed"].dtype == torch.int64 and len(set(train["seed"].tolist())) == 4  # one draw seed a sample
     assert isinstance(train["name"], list) and all(isinstance(n, str) for n in train["name"])
     val = first_batch(dm.val_dataloader())
-    assert set(val) == {"target", "sketch", "reference", "reference_cross", "name"}
-    check_images(val, ("target", "sketch", "reference", "reference_cross"), 4, 32)
+    images = ("target", "sketch", "reference", "reference_cross", "target_recolour", "reference_recolour")
+    assert set(val) == {*images, "name"}
+    check_images(val, images, 4, 32)
     # sketches are dark lines on white: mostly +1
     assert (train["sketch"] > 0).float().mean() > 0.6
 

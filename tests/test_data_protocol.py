@@ -8,12 +8,13 @@ import pytest
 
 from data.datamodule import ColorizationDataModule
 from data.prepare import main as prepare_main
-from data.protocol import cross_reference_permutation, eval_sketch, image_seed, same_reference
+from data.protocol import (cross_reference_permutation, eval_sketch, image_seed, recolour_angle, recolour_pair,
+                           same_reference)
 from data.synthetic import render_face
 from utils.errors import UserError
 from utils.images import load_gray, load_rgb, save_image, to_uint8
 
-OUTPUTS = ("gt", "sketch", "reference_same", "reference_cross")
+OUTPUTS = ("gt", "sketch", "reference_same", "reference_cross", "gt_recolour", "reference_recolour")
 
 
 def write_faces(folder: Path, count: int, size: int = 40) -> Path:
@@ -51,6 +52,22 @@ def test_same_reference_and_sketch_depend_only_on_the_seed():
     assert np.array_equal(eval_sketch(face, 5), eval_sketch(face, 5))
 
 
+def test_recolour_pair_turns_both_hues_and_mirrors_the_reference():
+    face = render_face(9, 64)
+    reference = same_reference(face, 5)
+    angles = [recolour_angle(image_seed(f"{i:04d}", 0)) for i in range(200)]
+    assert all(np.pi / 2 <= a <= 3 * np.pi / 2 for a in angles) and np.std(angles) > 0.7  # uniform: std pi/sqrt(12)
+    target, turned = recolour_pair(face, reference, angles[0])
+    in_place = recolour_pair(face, reference, angles[0], mirror=False)[1]
+    assert np.array_equal(turned, in_place[:, ::-1])
+    # lightness (what the sketch is drawn from) is kept; the colours are far from the original ones
+    gray = lambda img: img.astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731
+    assert np.abs(gray(target) - gray(face)).mean() < 12 < np.abs(target.astype(float) - face).mean()
+    # turning back by the opposite angle recovers the colours (up to rounding and gamut clipping)
+    back = recolour_pair(target, reference, -angles[0], mirror=False)[0]
+    assert np.abs(back.astype(float) - face).mean() < 4
+
+
 def test_prepare_is_byte_identical_and_matches_the_test_batches(tmp_path, capsys):
     src = write_faces(tmp_path / "src", 5)
     for out in ("a", "b"):
@@ -74,6 +91,8 @@ def test_prepare_is_byte_identical_and_matches_the_test_batches(tmp_path, capsys
         cross = load_rgb(out / "reference_cross" / f"{name}.png")
         assert np.array_equal(to_uint8(batch["reference_cross"][i]), cross)
         assert not np.array_equal(cross, load_rgb(out / "gt" / f"{name}.png"))  # never the image itself
+        for key, folder in (("target_recolour", "gt_recolour"), ("reference_recolour", "reference_recolour")):
+            assert np.array_equal(to_uint8(batch[key][i]), load_rgb(out / folder / f"{name}.png"))
 
 
 def test_prepare_refuses_non_empty_output_unless_overwrite(tmp_path, capsys):

@@ -11,12 +11,16 @@ from PIL import Image
 from apps import demo_report
 
 
-def _folders(root, cross_from: str):
+def _folders(root, cross_from: str, recolour_from: str = "gt_recolour"):
     rng = np.random.default_rng(0)
     images = {key: [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
               for key in ("gt", "reference_cross")}
     images["reference_same"] = images["gt"]
     images["same"] = images["gt"]
+    # a stand-in for a hue turn: the channels of a reddish copy of the image, permuted
+    images["gt_recolour"] = [(img * [0.4, 0.2, 1.0]).astype(np.uint8)[:, :, [2, 0, 1]] for img in images["gt"]]
+    images["reference_recolour"] = [img[:, ::-1] for img in images["gt_recolour"]]
+    images["recolour"] = images[recolour_from]
     images["sketch"] = [np.repeat(img.mean(2, keepdims=True).astype(np.uint8), 3, 2) for img in images["gt"]]
     # the cross outputs: the reference with a little noise (a paste), or the ground truth (ignores the reference)
     images["cross"] = [np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
@@ -41,6 +45,22 @@ def test_a_paste_of_the_cross_reference_is_told_apart(tmp_path, capsys):
     assert paste["cross_copy"]["model"]["psnr"] > paste["cross_copy"]["target"]["psnr"] + 20
     assert ignore["cross_copy"]["model"]["psnr"] == pytest.approx(ignore["cross_copy"]["target"]["psnr"], abs=0.2)
     assert "a paste of it" in capsys.readouterr().out
+
+
+def test_recolouring_is_scored_against_the_turned_ground_truth(tmp_path, capsys):
+    results = {}
+    for kind in ("gt_recolour", "gt"):  # follows the reference's colours, or keeps the image's own
+        outputs = _folders(tmp_path / kind, "gt", recolour_from=kind)
+        demo_report.main(["--outputs", str(outputs), "--out", str(tmp_path / f"report_{kind}")])
+        results[kind] = json.loads((tmp_path / f"report_{kind}" / "metrics.json").read_text())
+    follows, keeps = results["gt_recolour"]["model"]["recolour"], results["gt"]["model"]["recolour"]
+    assert follows["psnr"] == float("inf") and follows["colour_distance"] < 1
+    assert keeps["psnr"] == pytest.approx(results["gt"]["baselines"]["original_colours"]["psnr"])
+    assert keeps["colour_distance"] > 10
+    assert "recolouring (known answer" in capsys.readouterr().out
+    with Image.open(tmp_path / "report_gt" / "grid.png") as grid:
+        width, height = grid.size  # three square panels (4 rows of sketch | reference | output | target), 8 px apart
+        assert width == 3 * height + 2 * 8
 
 
 def test_a_folder_without_the_test_layout_is_one_line(tmp_path, capsys):

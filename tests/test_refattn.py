@@ -189,6 +189,8 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     from PIL import Image
 
     assert Image.open(fig).size[0] > Image.open(fig).size[1]  # 7 columns, 3 rows
+    cross_figure.main([*args[:-1], str(tmp_path / "recolour.png"), "--setting", "recolour", "--count", "2"])
+    assert (tmp_path / "recolour.png").is_file()
     capsys.readouterr()
     for bad, says in ((args, "exists"), ([*args[:5], "--out", str(tmp_path / "g.png")], "labels"),
                       (["--outputs", str(tmp_path), "--out", str(tmp_path / "g.png")], "lacks")):

@@ -34,6 +34,8 @@ def batch(n: int = 2, size: int = 16, seed: int = 0) -> dict:
         "sketch": xdog_torch(target),
         "reference": target.flip(-1),
         "reference_cross": target.roll(1, 0),
+        "target_recolour": target[:, [2, 0, 1]],  # a stand-in for a hue turn
+        "reference_recolour": target[:, [2, 0, 1]].flip(-1),
         "name": [f"img{i}" for i in range(n)],
     }
 
@@ -115,16 +117,25 @@ def test_unguided_test_run_writes_same_outputs_as_zero_scale(tmp_path):
         assert (tmp_path / "off/same" / f"{name}.png").read_bytes() == (tmp_path / "zero/same" / f"{name}.png").read_bytes()
 
 
-def test_test_run_logs_the_colour_distance_of_its_saved_files(tmp_path):
+def test_test_run_logs_the_scores_of_its_saved_files(tmp_path):
+    """Every setting's colour distance is to the reference it was given, its PSNR against its own ground truth (the
+    turned image for recolouring)."""
     from utils import metrics as image_metrics
     from utils.images import load_rgb, to_tensor
 
     model = tiny_model(test_output_dir=str(tmp_path / "test"))
     logged = _test(model, tmp_path)
     root = tmp_path / "test"
-    for setting in ("same", "cross"):
-        def files(folder):
-            return torch.stack([to_tensor(load_rgb(p)) for p in sorted((root / folder).glob("*.png"))])
-        ref, out = ((files(f) + 1) * 127.5 for f in (f"reference_{setting}", setting))
-        expected = image_metrics.colour_distance(ref.round().to(torch.uint8), out.round().to(torch.uint8)).mean()
+
+    def files(folder):
+        images = torch.stack([to_tensor(load_rgb(p)) for p in sorted((root / folder).glob("*.png"))])
+        return ((images + 1) * 127.5).round().to(torch.uint8)
+
+    for setting, gt in (("same", "gt"), ("cross", "gt"), ("recolour", "gt_recolour")):
+        out = files(setting)
+        expected = image_metrics.colour_distance(files(f"reference_{setting}"), out).mean()
         assert logged[f"test/{setting}/colour_distance"] == pytest.approx(float(expected), rel=1e-4)
+        assert logged[f"test/{setting}/psnr"] == pytest.approx(float(image_metrics.psnr(files(gt), out).mean()),
+                                                               rel=1e-4)
+    assert logged["test/recolour/psnr"] != pytest.approx(float(image_metrics.psnr(files("gt"),
+                                                                                  files("recolour")).mean()), rel=1e-3)
