@@ -180,12 +180,20 @@ def test_ddp_on_two_cpu_processes(faces, tmp_path):
 @pytest.mark.parametrize("configs", [
     ["configs/pretrain.yaml"], ["configs/pretrain.yaml", "configs/baselines/edm.yaml"],
     ["configs/pretrain.yaml", "configs/baselines/ddpm.yaml"], ["configs/cpu64.yaml", "configs/demo.yaml"],
-    ["configs/cpu64.yaml", "configs/baselines/edm.yaml"],
+    ["configs/cpu64.yaml", "configs/baselines/edm.yaml"], ["configs/finetune.yaml"],
 ], ids=lambda c: "+".join(Path(p).stem for p in c))
 def test_configs_parse(configs):
-    args = ["fit"] + [a for c in configs for a in ("--config", c)] + ["--data.root", "somewhere", "--print_config"]
-    result = run_cli(*args, timeout=120)
+    # README's command lines set the checkpoint folder with --trainer.callbacks.init_args.dirpath, which reaches the
+    # last callback of a config's list: ModelCheckpoint must be last
+    args = ["fit"] + [a for c in configs for a in ("--config", c)] + [
+        "--data.root", "somewhere", "--trainer.callbacks.init_args.dirpath", "/somewhere/ckpts", "--print_config"]
+    script = "finetune.py" if configs == ["configs/finetune.yaml"] else "pretrain.py"
+    result = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "dirpath: /somewhere/ckpts" in result.stdout.split("class_path: pytorch_lightning.callbacks.ModelCheckpoint")[-1]
+    if script == "finetune.py":  # the network and schedule come from --model.init_checkpoint
+        return
     assert "class_path: models.schedules." in result.stdout
     if configs[0] == "configs/pretrain.yaml":  # the published network's layout (README, "GPU notes")
         assert "resample: pool" in result.stdout and "input_skip: false" in result.stdout
