@@ -1,8 +1,8 @@
 """A contact sheet of the protocol, to check sketches and references by eye before training on a folder.
 
 ``python -m data.preview --images DIR --out FILE.png [--count 8] [--size 128] [--seed 0]`` draws one row per image
-(the first ``--count`` of the folder): target | sketch | same-reference | cross-reference, exactly the arrays that
-``data.prepare`` writes and the evaluation batches hold. The figures in ``assets/`` were made with
+(the first ``--count`` of the folder): target | sketch | same-reference | cross-reference | recolouring reference |
+recolouring target, exactly the arrays that ``data.prepare`` writes and the evaluation batches hold. The figures in ``assets/`` were made with
 
     python -m data.preview --images ../shared/data/anime_faces_128/test --out assets/data_real_grid.png
     python -m data.synthetic --out /tmp/demo_faces --count 16 --size 128
@@ -23,7 +23,8 @@ from .dataset import Pipeline, eval_arrays
 from .folder import readable, scan_folder
 from .protocol import cross_reference_permutation
 
-COLUMNS = (("target", "target"), ("sketch", "sketch"), ("reference", "same-ref"), ("reference_cross", "cross-ref"))
+COLUMNS = (("target", "target"), ("sketch", "sketch"), ("reference", "same-ref"), ("reference_cross", "cross-ref"),
+           ("reference_recolour", "recolour-ref"), ("target_recolour", "recolour-gt"))
 GAP = 2
 HEADER = 20
 
@@ -55,7 +56,7 @@ def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.preview",
-        description="Draw target | sketch | same-ref | cross-ref rows for the first images of a folder (PNG).",
+        description="Draw target | sketch | same-ref | cross-ref | recolour-ref | recolour-gt rows for the first images of a folder (PNG).",
     )
     parser.add_argument("--images", required=True, type=Path, help="folder of colour images")
     parser.add_argument("--out", required=True, type=Path, help="PNG file to write")

@@ -133,3 +133,19 @@ def test_prepare_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--src", "--out", "--size", "--seed", "--overwrite"):
         assert option in text
+
+
+def test_preview_sheet_shows_each_setting_of_the_protocol(tmp_path, capsys):
+    from data import preview
+    from data.dataset import Pipeline, eval_arrays
+    from data.folder import scan_folder
+
+    src = write_faces(tmp_path / "src", 3)
+    preview.main(["--images", str(src), "--out", str(tmp_path / "sheet.png"), "--count", "2", "--size", "32"])
+    sheet = load_rgb(tmp_path / "sheet.png")
+    columns = len(preview.COLUMNS)
+    assert columns == 6 and sheet.shape == (preview.HEADER + 2 * 34 + 2, columns * 34 + 2, 3)
+    entries = scan_folder(src)
+    arrays = eval_arrays(entries[1], entries[cross_reference_permutation(3, 0)[1]], Pipeline(size=32), 0)
+    y, x = preview.HEADER + 34, 2 + 5 * 34  # second row, last column: the recolouring answer
+    assert np.array_equal(sheet[y: y + 32, x: x + 32], arrays["target_recolour"])
