@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import torch  # noqa: E402
 
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.eval_layout import SETTINGS, reference_folder, truth_folder  # noqa: E402
 from utils.images import load_gray, load_rgb, to_tensor, to_uint8  # noqa: E402
 
 
@@ -36,9 +37,9 @@ def warped(checkpoint: Path, sketch: torch.Tensor, reference: torch.Tensor) -> t
 
 def columns(outputs: list[Path], labels: list[str], setting: str, count: int, warp: Path | None) -> list:
     """(title, [count, 3, H, W] in [-1, 1]) per column."""
-    truth = "gt_recolour" if setting == "recolour" else "gt"
+    truth, reference_sub = truth_folder(setting), reference_folder(setting)
     for folder in outputs:
-        for sub in ("sketch", truth, setting, f"reference_{setting}"):
+        for sub in ("sketch", truth, setting, reference_sub):
             if not (folder / sub).is_dir():
                 raise UserError(f"{folder} lacks {sub}/; pass folders written by `pretrain.py test "
                                 "--model.test_output_dir DIR`")
@@ -52,7 +53,7 @@ def columns(outputs: list[Path], labels: list[str], setting: str, count: int, wa
             raise UserError(f"{folder} lacks {missing[0]}: the runs were not tested on the same images")
         return torch.stack([to_tensor(load_gray(folder / n) if gray else load_rgb(folder / n)) for n in names])
 
-    sketch, reference = stack(outputs[0] / "sketch", gray=True), stack(outputs[0] / f"reference_{setting}")
+    sketch, reference = stack(outputs[0] / "sketch", gray=True), stack(outputs[0] / reference_sub)
     cols = [("sketch", sketch.expand(-1, 3, -1, -1)), (f"reference ({setting})", reference)]
     if warp is not None:
         cols.append(("warped reference", warped(warp, sketch, reference).clamp(-1, 1)))
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="`pretrain.py test` output folders")
     parser.add_argument("--labels", nargs="+", help="a column title per output folder (default: the folder names)")
-    parser.add_argument("--setting", choices=("same", "cross", "recolour"), default="cross")
+    parser.add_argument("--setting", choices=list(SETTINGS), default="cross")
     parser.add_argument("--count", type=int, default=6, help="test images, one row each (first by name)")
     parser.add_argument("--warp", type=Path, help="a ref_warp checkpoint: add the warped reference as a column")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")

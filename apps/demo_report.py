@@ -28,13 +28,11 @@ import torch
 
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
+from utils.eval_layout import INPUT_FOLDERS, SETTINGS, reference_folder, truth_folder
 from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
-FOLDERS = ("gt", "sketch", "same", "cross", "recolour", "reference_same", "reference_cross", "reference_recolour",
-           "gt_recolour")
-#: Each setting's ground-truth folder.
-GROUND_TRUTH = {"same": "gt", "cross": "gt", "recolour": "gt_recolour"}
+FOLDERS = (*SETTINGS, *INPUT_FOLDERS.values())
 
 
 def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
@@ -64,18 +62,18 @@ def report(outputs: Path) -> dict:
     if missing:
         raise UserError(f"{outputs} lacks {', '.join(missing)}; run `pretrain.py test` with this output folder first")
     gt = outputs / "gt"
-    model = {key: {**paired_scores(outputs / truth, outputs / key),
-                   "colour_distance": colour_scores(outputs / f"reference_{key}", outputs / key)}
-             for key, truth in GROUND_TRUTH.items()}
+    model = {key: {**paired_scores(outputs / truth_folder(key), outputs / key),
+                   "colour_distance": colour_scores(outputs / reference_folder(key), outputs / key)}
+             for key in SETTINGS}
     return {
         "model": model,
-        "target_colour_distance": {key: colour_scores(outputs / f"reference_{key}", outputs / truth)
-                                   for key, truth in GROUND_TRUTH.items()},
+        "target_colour_distance": {key: colour_scores(outputs / reference_folder(key), outputs / truth_folder(key))
+                                   for key in SETTINGS},
         "cross_copy": {who: {k: v for k, v in paired_scores(outputs / "reference_cross", outputs / folder).items()
                              if k in ("psnr", "ssim")} for who, folder in (("model", "cross"), ("target", "gt"))},
         "baselines": {
-            "reference": {key: paired_scores(outputs / truth, outputs / f"reference_{key}")
-                          for key, truth in GROUND_TRUTH.items()},
+            "reference": {key: paired_scores(outputs / truth_folder(key), outputs / reference_folder(key))
+                          for key in SETTINGS},
             "gray_sketch": paired_scores(gt, outputs / "sketch"),
             "original_colours": {**paired_scores(outputs / "gt_recolour", gt),
                                  "colour_distance": colour_scores(outputs / "reference_recolour", gt)},
@@ -90,10 +88,10 @@ def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
         return torch.stack([to_tensor(load_rgb(outputs / folder / n)) for n in names])
 
     sketch = stack("sketch")
-    panels = [image_grid(sketch, stack(f"reference_{key}"), stack(key), stack(truth), rows)
-              for key, truth in GROUND_TRUTH.items()]
+    panels = [image_grid(sketch, stack(reference_folder(key)), stack(key), stack(truth_folder(key)), rows)
+              for key in SETTINGS]
     gap = torch.ones(3, panels[0].shape[1], 8)
-    return torch.cat([panels[0], gap, panels[1], gap, panels[2]], dim=2)
+    return torch.cat([part for panel in panels for part in (panel, gap)][:-1], dim=2)
 
 
 def _fmt(value: float | None, width: int, digits: int) -> str:

@@ -24,15 +24,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
+from utils.eval_layout import INPUT_FOLDERS
 from utils.images import save_image
 
 from .dataset import Pipeline, eval_arrays
 from .folder import readable, scan_folder
 from .protocol import cross_reference_permutation
 
-#: Output sub-folder of each array of :func:`data.dataset.eval_arrays`.
-SUBFOLDERS = {"target": "gt", "sketch": "sketch", "reference": "reference_same", "reference_cross": "reference_cross",
-              "target_recolour": "gt_recolour", "reference_recolour": "reference_recolour"}
 PAIRS_FILE = "pairs.csv"
 
 
@@ -45,7 +43,7 @@ def check_output(src: Path, out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"--out {out} is not empty; pass --overwrite to replace an earlier output")
-        for sub in SUBFOLDERS.values():
+        for sub in INPUT_FOLDERS.values():
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / PAIRS_FILE).unlink(missing_ok=True)
 
@@ -62,7 +60,7 @@ def prepare(src: Path, out: Path, size: int = 256, seed: int = 0, overwrite: boo
     out.mkdir(parents=True, exist_ok=True)
     for entry, j in zip(tqdm(entries, desc="prepare", unit="img"), cross):
         for key, array in eval_arrays(entry, entries[j], pipeline, seed).items():
-            save_image(array, out / SUBFOLDERS[key] / f"{entry.name}.png")
+            save_image(array, out / INPUT_FOLDERS[key] / f"{entry.name}.png")
     with open(out / PAIRS_FILE, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["name", "cross_reference"])

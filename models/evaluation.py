@@ -12,18 +12,12 @@ from pathlib import Path
 import torch
 
 from utils import metrics
+from utils.eval_layout import INPUT_FOLDERS, SETTINGS
 from utils.errors import UserError
 from utils.images import image_grid, quantize, save_image
 
 from .denoiser import Cond
 from .ssim_guidance import is_oracle, ssim_guide
-
-
-#: The test settings (output folder, reference, the output's ground truth): same-reference, cross-reference, and
-#: recolouring, the cross-reference setting with a known answer (hues of reference and ground truth turned together,
-#: the reference mirrored: data.protocol.recolour_pair).
-SETTINGS = (("same", "reference", "target"), ("cross", "reference_cross", "target"),
-            ("recolour", "reference_recolour", "target_recolour"))
 
 
 class EvaluationMixin:
@@ -74,7 +68,7 @@ class EvaluationMixin:
 
     def on_test_start(self) -> None:
         root = self.test_output_root()
-        clash = [d for d, _, _ in SETTINGS if (root / d).is_dir() and any((root / d).iterdir())]
+        clash = [d for d in SETTINGS if (root / d).is_dir() and any((root / d).iterdir())]
         if clash:
             raise UserError(f"test output folder {root} already holds results ({', '.join(clash)}); "
                             "pass another --model.test_output_dir or remove it")
@@ -82,7 +76,7 @@ class EvaluationMixin:
     def test_step(self, batch: dict, batch_idx: int) -> None:
         root = self.test_output_root()
         prefix = "test_oracle" if self.oracle else "test"
-        for setting, key, target in SETTINGS:
+        for setting, (key, target) in SETTINGS.items():
             guide = self.sampling_guide(batch, target)
             out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
             for name, img in zip(batch["name"], out):
@@ -98,8 +92,6 @@ class EvaluationMixin:
                 self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key], "target": batch[target]},
                               out)
         # The inputs too, so that the folder is a complete evaluation set (and the trivial baselines can be scored).
-        for folder, key in (("gt", "target"), ("sketch", "sketch"), ("reference_same", "reference"),
-                            ("reference_cross", "reference_cross"), ("gt_recolour", "target_recolour"),
-                            ("reference_recolour", "reference_recolour")):
+        for key, folder in INPUT_FOLDERS.items():
             for name, img in zip(batch["name"], batch[key]):
                 save_image(img, root / folder / f"{name}.png")
