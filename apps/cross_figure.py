@@ -4,9 +4,9 @@
         --warp RUN_B/checkpoints/last.ckpt --setting cross --count 6 --out FIG.png
 
 Columns: the sketch, the reference of the setting (``same``: the warped ground truth; ``cross``: another test
-face; ``recolour``: the warped ground truth with its hues turned, mirrored), with ``--warp CKPT`` that reference as the checkpoint's correspondence warp moves it onto the sketch (the
-input its network gets, ``ref_warp`` in models/unet.py), then each run's output and the ground truth (for
-``recolour``, the turned one).
+face; ``recolour``: the warped ground truth with its hues turned, mirrored), with ``--warp CKPT`` that reference as
+the checkpoint's correspondence warp moves it onto the sketch (the input its network gets, ``ref_warp`` in
+models/unet.py), then each run's output and the ground truth (for ``recolour``, the turned one).
 """
 from __future__ import annotations
 

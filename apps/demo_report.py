@@ -122,12 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"colour distance to the given reference (Delta E): same {colours['same']['colour_distance']:.1f}, "
           f"cross {colours['cross']['colour_distance']:.1f}; the targets' own: "
           f"same {result['target_colour_distance']['same']:.1f}, cross {result['target_colour_distance']['cross']:.1f}")
-    recolour, base = result["model"]["recolour"], result["baselines"]
-    print(f"recolouring (known answer; PSNR / SSIM against the turned ground truth, colour distance to the reference):"
-          f" {recolour['psnr']:.2f} / {recolour['ssim']:.3f} / {recolour['colour_distance']:.1f}; the original colours: "
-          f"{base['original_colours']['psnr']:.2f} / {base['original_colours']['ssim']:.3f} / "
-          f"{base['original_colours']['colour_distance']:.1f}; the mirrored reference itself: "
-          f"{base['reference']['recolour']['psnr']:.2f} / {base['reference']['recolour']['ssim']:.3f}")
+    base = result["baselines"]
+
+    def scored(s: dict) -> str:
+        colour = f" / {s['colour_distance']:.1f}" if "colour_distance" in s else ""
+        return f"{s['psnr']:.2f} / {s['ssim']:.3f}{colour}"
+
+    print(f"recolouring (known answer; PSNR / SSIM against the turned ground truth, colour distance to the reference): "
+          f"{scored(result['model']['recolour'])}; the original colours: {scored(base['original_colours'])}; "
+          f"the mirrored reference itself: {scored(base['reference']['recolour'])}")
     copy = result["cross_copy"]
     print(f"cross outputs against their reference (PSNR / SSIM; higher = a paste of it): "
           f"{copy['model']['psnr']:.2f} / {copy['model']['ssim']:.3f}; the targets' own: "

@@ -5,7 +5,8 @@
 - test: ``test_root``, or the validation images.
 
 Validation and test batches follow the evaluation protocol of :mod:`data.protocol` (same-reference warp from a
-per-image seed, cross-reference from a seeded derangement, the recolouring pair) and are bit-identical across runs for a given ``seed``.
+per-image seed, cross-reference from a seeded derangement, the recolouring pair) and are bit-identical across runs
+for a given ``seed``.
 ``sketch_root`` optionally supplies precomputed sketches for the images of ``root`` (paired by name); otherwise
 sketches are made with XDoG. Unreadable images are skipped with a warning line each and a count.
 

@@ -2,7 +2,8 @@
 
 ``python -m data.preview --images DIR --out FILE.png [--count 8] [--size 128] [--seed 0]`` draws one row per image
 (the first ``--count`` of the folder): target | sketch | same-reference | cross-reference | recolouring reference |
-recolouring target, exactly the arrays that ``data.prepare`` writes and the evaluation batches hold. The figures in ``assets/`` were made with
+recolouring target, exactly the arrays that ``data.prepare`` writes and the evaluation batches hold. The figures in
+``assets/`` were made with
 
     python -m data.preview --images ../shared/data/anime_faces_128/test --out assets/data_real_grid.png
     python -m data.synthetic --out /tmp/demo_faces --count 16 --size 128
@@ -56,7 +57,8 @@ def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.preview",
-        description="Draw target | sketch | same-ref | cross-ref | recolour-ref | recolour-gt rows for the first images of a folder (PNG).",
+        description="Draw target | sketch | same-ref | cross-ref | recolour-ref | recolour-gt rows for the first "
+        "images of a folder (PNG).",
     )
     parser.add_argument("--images", required=True, type=Path, help="folder of colour images")
     parser.add_argument("--out", required=True, type=Path, help="PNG file to write")

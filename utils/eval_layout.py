@@ -7,8 +7,9 @@ against its own ground truth.
 from __future__ import annotations
 
 #: Batch key of each protocol array -> its sub-folder.
-INPUT_FOLDERS = {"target": "gt", "sketch": "sketch", "reference": "reference_same", "reference_cross": "reference_cross",
-                 "target_recolour": "gt_recolour", "reference_recolour": "reference_recolour"}
+INPUT_FOLDERS = {"target": "gt", "sketch": "sketch", "reference": "reference_same",
+                 "reference_cross": "reference_cross", "target_recolour": "gt_recolour",
+                 "reference_recolour": "reference_recolour"}
 
 #: Setting (its output sub-folder) -> batch keys of (its reference, its ground truth). Recolouring is the
 #: cross-reference setting with a known answer (data.protocol.recolour_pair).
