@@ -98,8 +98,8 @@ def test_ema_tracks_weights_and_is_what_sampling_uses(faces):
     assert not torch.allclose(model.sample(cond, steps=3, seed=0, use_ema=False), before)
 
 
-def run_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "pretrain.py"), *args], cwd=ROOT, env=ENV,
+def run_cli(*args, timeout=600, script="pretrain.py"):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -188,8 +188,7 @@ def test_configs_parse(configs):
     args = ["fit"] + [a for c in configs for a in ("--config", c)] + [
         "--data.root", "somewhere", "--trainer.callbacks.init_args.dirpath", "/somewhere/ckpts", "--print_config"]
     script = "finetune.py" if configs == ["configs/finetune.yaml"] else "pretrain.py"
-    result = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV, capture_output=True,
-                            text=True, timeout=120)
+    result = run_cli(*args, timeout=120, script=script)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "dirpath: /somewhere/ckpts" in result.stdout.split("class_path: pytorch_lightning.callbacks.ModelCheckpoint")[-1]
     if script == "finetune.py":  # the network and schedule come from --model.init_checkpoint
