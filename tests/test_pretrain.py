@@ -190,7 +190,8 @@ def test_configs_parse(configs):
     script = "finetune.py" if configs == ["configs/finetune.yaml"] else "pretrain.py"
     result = run_cli(*args, timeout=120, script=script)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "dirpath: /somewhere/ckpts" in result.stdout.split("class_path: pytorch_lightning.callbacks.ModelCheckpoint")[-1]
+    checkpoint_options = result.stdout.split("class_path: pytorch_lightning.callbacks.ModelCheckpoint")[-1]
+    assert "dirpath: /somewhere/ckpts" in checkpoint_options
     if script == "finetune.py":  # the network and schedule come from --model.init_checkpoint
         return
     assert "class_path: models.schedules." in result.stdout
