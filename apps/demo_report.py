@@ -6,7 +6,8 @@ Writes ``metrics.json`` = {"model": {"same": {psnr, ssim, flat_noise, flat_noise
 "cross": {...}, "recolour": {...}}, "baselines": {"reference": {"same", "cross", "recolour"}, "gray_sketch": {...},
 "original_colours": {...}}, "target_colour_distance": {"same", "cross", "recolour"}, "cross_copy": {"model": {psnr,
 ssim}, "target": {psnr, ssim}}}
-and ``grid.png`` (rows: sketch | reference | output | target; same-reference, cross-reference, recolouring).
+and ``grid.png`` (rows: sketch | reference | output | target; panels titled same-reference, cross-reference,
+recolouring).
 ``colour_distance`` (:func:`utils.metrics.colour_distance`, Delta E) is how far an output's colours are from the
 reference it was given; ``target_colour_distance`` is the same figure for the ground truth, the value a model that
 ignored the reference and guessed the true colours would get. Being alignment-free, it scores a paste of the
@@ -24,6 +25,8 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 from utils import metrics
@@ -33,6 +36,9 @@ from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
 FOLDERS = (*SETTINGS, *INPUT_FOLDERS.values())
+#: grid.png: a title band over the panels, which stand GAP pixels apart.
+PANEL_TITLES = {"same": "same-reference", "cross": "cross-reference", "recolour": "recolouring (turned answer)"}
+HEADER, GAP = 16, 8
 
 
 def paired_scores(real_dir: Path, fake_dir: Path) -> dict[str, float]:
@@ -90,8 +96,13 @@ def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
     sketch = stack("sketch")
     panels = [image_grid(sketch, stack(reference_folder(key)), stack(key), stack(truth_folder(key)), rows)
               for key in SETTINGS]
-    gap = torch.ones(3, panels[0].shape[1], 8)
-    return torch.cat([part for panel in panels for part in (panel, gap)][:-1], dim=2)
+    gap = torch.ones(3, panels[0].shape[1], GAP)
+    body = torch.cat([part for panel in panels for part in (panel, gap)][:-1], dim=2)
+    header = np.full((HEADER, body.shape[2], 3), 255, np.uint8)
+    for i, key in enumerate(SETTINGS):  # each panel's setting, over its first column
+        cv2.putText(header, PANEL_TITLES[key], (i * (panels[0].shape[2] + GAP) + 4, HEADER - 6),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return torch.cat([torch.from_numpy(header).permute(2, 0, 1).float() / 255, body], dim=1)
 
 
 def _fmt(value: float | None, width: int, digits: int) -> str:

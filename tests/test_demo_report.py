@@ -59,8 +59,8 @@ def test_recolouring_is_scored_against_the_turned_ground_truth(tmp_path, capsys)
     assert keeps["colour_distance"] > 10
     assert "recolouring (known answer" in capsys.readouterr().out
     with Image.open(tmp_path / "report_gt" / "grid.png") as grid:
-        width, height = grid.size  # three square panels (4 rows of sketch | reference | output | target), 8 px apart
-        assert width == 3 * height + 2 * 8
+        width, height = grid.size  # a title band over three square panels (4 rows of sketch | reference | output |
+        assert width == 3 * (height - demo_report.HEADER) + 2 * demo_report.GAP  # target), GAP px apart
 
 
 def test_a_folder_without_the_test_layout_is_one_line(tmp_path, capsys):
