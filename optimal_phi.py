@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, images, notes = sample_images(args.images, args.num_images, args.size, generator)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    # One noise tensor per image, shared by every sigma of every candidate (see utils/phi_search.py).
+    # One noise tensor per image, shared by every sigma of every candidate (see apps/phi_search.py).
     noises = torch.randn(images.shape, generator=generator)
     try:
         args.out.mkdir(parents=True, exist_ok=True)

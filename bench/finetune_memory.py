@@ -8,7 +8,7 @@ the growth column is the finetuning peak minus the pretraining peak of the same 
 up the heap as finetune.py does (``--malloc default`` keeps glibc's default, whose fragmentation grows with K).
 
     python bench/finetune_memory.py                      # K in 5 10 25 50, 64 px, batch 1, CPU
-    python bench/finetune_memory.py --device cuda --size 256 --json bench/finetune_memory.json
+    python bench/finetune_memory.py --device cuda --size 256 --json runs/finetune_memory.json
 """
 from __future__ import annotations
 

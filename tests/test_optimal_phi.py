@@ -1,4 +1,4 @@
-"""The phi* search (utils/phi_search.py) and its command line (optimal_phi.py)."""
+"""The phi* search (apps/phi_search.py) and its command line (optimal_phi.py)."""
 import json
 import math
 import re
