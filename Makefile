@@ -29,7 +29,7 @@ browser:
 	  echo "note: Chromium and chromedriver could not be installed; the web page's browser tests will be skipped"
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 serve: $(STAMP)
 	$(PY) app.py $(if $(CKPT),--checkpoint $(CKPT))
