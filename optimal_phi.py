@@ -5,7 +5,7 @@ it gives the highest R^2 of SSIM(x0, clip(x0 + sigma n, -1, 1)) against phi(sigm
 (the paper's phi* search). This script reruns that analysis on any image folder and writes the ranking table and
 the figures. Example:
 
-    python optimal_phi.py --images ../shared/data/anime_faces_128/train --num-images 100 --out assets/
+    python optimal_phi.py --images ../shared/data/anime_faces_128/train --num-images 100 --out docs/experiments/figures/
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """A figure of one sampling control on one sketch: a row per value of the control.
 
     python -m apps.controls_figure --checkpoint CKPT --sketch S --reference R --control realism \
-        --values 0 0.25 0.5 0.75 1 --out assets/control_realism.png
+        --values 0 0.25 0.5 0.75 1 --out docs/experiments/figures/control_realism.png
     python -m apps.controls_figure --checkpoint CKPT --sketch S --reference R --control sigma_start \
-        --values 80 10 3 1 0.3 --init flat --out assets/control_noise_start.png
+        --values 80 10 3 1 0.3 --init flat --out docs/experiments/figures/control_noise_start.png
     python -m apps.controls_figure --checkpoint HINTS_CKPT --sketch S --reference R --control hints \
-        --values 0 2 6 16 --hint-source IMG --out assets/control_hints.png
+        --values 0 2 6 16 --hint-source IMG --out docs/experiments/figures/control_hints.png
 
 Columns: the sketch as the model sees it (low-passed for realism), the reference, the start of the sampler (the
 initial image plus sigma_start n for a noise start; pure noise, shown clipped, otherwise), then the outputs for

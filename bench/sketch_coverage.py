@@ -8,7 +8,7 @@ on a contact sheet (rows: image | sketch per mode). ``--pale F`` keeps a fractio
 (blended towards white), a stand-in for pale, low-contrast art.
 
     python bench/sketch_coverage.py --images ../shared/data/anime_faces_128/train --count 500 --size 64 \\
-        --pale 0.35 --sheet assets/sketch_coverage_worst.png
+        --pale 0.35 --sheet docs/experiments/figures/sketch_coverage_pale64.png
 """
 from __future__ import annotations
 
