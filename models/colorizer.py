@@ -25,7 +25,7 @@ from .evaluation import EvaluationMixin
 from .guidance import drop_conditions
 from .samplers import get_sampler
 from .sampling import check_pairing, sample
-from .schedules import NoiseSchedule, PhiSchedule
+from .schedules import GRIDS, Grid, NoiseSchedule, PhiSchedule
 from .ssim_guidance import check_scale, check_target
 from .unet import UNet
 
@@ -45,6 +45,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         warmup_epochs: linear warm-up (fractions allowed), then cosine decay to ``min_lr`` at the last step.
         ema_decay: EMA of the weights (used for validation, test and export).
         sampler, steps: sampler (a name of models.samplers.SAMPLERS) and number of grid points for validation and test.
+        grid: the noise levels validation and test sample on: "phi" (the schedule's own grid) or "edm" (EDM's eq. 5).
+        rho: the "edm" grid's rho (Karras et al. 2022 use 7; larger spends more steps at low noise).
         guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
         grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).
@@ -78,6 +80,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         ema_decay: float = 0.999,
         sampler: str = "heun",
         steps: int = 18,
+        grid: Grid = "phi",
+        rho: float = 7.0,
         guidance_sketch: float = 1.0,
         guidance_reference: float = 1.0,
         grid_every_n_epochs: int = 1,
@@ -96,7 +100,11 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         if loss_weighting not in ("none", "edm"):
             raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
         get_sampler(sampler)
-        check_pairing(schedule, sampler)
+        if grid not in GRIDS:
+            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
+        if not rho > 0:
+            raise ValueError(f"rho must be positive, got {rho}")
+        check_pairing(schedule, sampler, grid)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
         if not 0.0 <= realism <= 1.0:
@@ -140,11 +148,11 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         self, cond: Cond, *, steps: int | None = None, sampler: str | None = None, seed: int | None = None,
         use_ema: bool = True, guidance: tuple[float, float] | None = None, guide=None, callback=None,
         realism: float | None = None, init: torch.Tensor | None = None, sigma_start: float | None = None,
-        **sampler_options,
+        grid: str | None = None, rho: float | None = None, **sampler_options,
     ) -> torch.Tensor:
         """Colorize ``cond`` with the EMA (or raw) denoiser; None keeps the configured steps, sampler,
-        classifier-free guidance scales (sketch, reference), realism and noise start (from ``init``, by default the
-        configured ``init``). See :func:`models.sampling.sample`."""
+        classifier-free guidance scales (sketch, reference), realism, noise start (from ``init``, by default the
+        configured ``init``) and grid. See :func:`models.sampling.sample`."""
         hp = self.hparams
         realism = hp.get("realism", 0.0) if realism is None else realism
         sigma_start = hp.get("sigma_start") if sigma_start is None else sigma_start
@@ -154,7 +162,8 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         return sample(denoiser, self.schedule, cond, steps or hp.steps,
                       sampler or hp.sampler, seed=seed, device=self.device,
                       guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,
-                      callback=callback, realism=realism, init=init, sigma_start=sigma_start, **sampler_options)
+                      callback=callback, realism=realism, init=init, sigma_start=sigma_start,
+                      grid=grid or hp.get("grid", "phi"), rho=rho or hp.get("rho", 7.0), **sampler_options)
 
     # -- training ----------------------------------------------------------------------------------------------------
 

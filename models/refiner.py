@@ -1,9 +1,10 @@
 """Trajectory refinement (SSIMBaD's second stage: finetuning through the sampler's trajectory).
 
-Per batch: x_T = sigma_max * n, K Euler steps on the schedule's grid through the trained denoiser *with gradients*
-(:func:`~models.samplers.sample_euler_diff`), a loss between the final x_0 and the ground truth, and a backward pass
-through the whole trajectory. Memory stays bounded by recomputing each step's activations in the backward pass
-(``checkpointing``, on by default) and optionally by backpropagating through the last ``grad_last_k`` steps only.
+Per batch: x_T = sigma_max * n, K Euler steps on the sampler grid (``grid``) through the trained denoiser *with
+gradients* (:func:`~models.samplers.sample_euler_diff`), a loss between the final x_0 and the ground truth, and a
+backward pass through the whole trajectory. Memory stays bounded by recomputing each step's activations in the
+backward pass (``checkpointing``, on by default) and optionally by backpropagating through the last ``grad_last_k``
+steps only.
 
 Losses (``strategy``):
 - ``mse``: mean squared error in [-1, 1];
@@ -28,6 +29,7 @@ from .checkpoint import Checkpoint, build_parts, class_path, load_weights, read_
 from .colorizer import DiffusionColorizer
 from .denoiser import Cond
 from .samplers import sample_euler_diff
+from .schedules import sampler_grid
 
 STRATEGIES = ("mse", "clip") + tuple(f"lpips-{net}" for net in LPIPS_TRUNKS)
 
@@ -41,7 +43,8 @@ class TrajectoryRefiner(DiffusionColorizer):
             checkpoint's; configured ones must match it exactly (keys and shapes).
         strategy: loss between the sampled x_0 and the ground truth: mse | lpips-vgg | clip (| lpips-alex |
             lpips-squeeze).
-        refine_steps: K, the Euler steps of the differentiable trajectory (the phi grid of the schedule).
+        refine_steps: K, the Euler steps of the differentiable trajectory, on the configured ``grid`` (the schedule's
+            own by default), as validation and test sample.
         checkpointing: recompute each step's activations in the backward pass (memory independent of K).
         grad_last_k: backpropagate through the last k steps only (None: the whole trajectory).
         lpips_weights: explicit path of the LPIPS trunk (torchvision checkpoint); default: ``$TORCH_HOME`` cache.
@@ -151,7 +154,8 @@ class TrajectoryRefiner(DiffusionColorizer):
     def refine(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """x_0 of the K-step Euler trajectory from x_T = sigma_max * noise, differentiable in the trained weights."""
         y = batch["target"]
-        sigmas = self.schedule.grid(self.hparams.refine_steps, device=y.device)
+        sigmas = sampler_grid(self.schedule, self.hparams.refine_steps, self.hparams.grid, self.hparams.rho,
+                              device=y.device)
         if generator is not None:
             noise = torch.randn(y.shape, generator=generator).to(y)
         else:  # the sample's own stream, as in pretraining
