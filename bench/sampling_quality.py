@@ -28,7 +28,7 @@ from data.folder import readable, scan_folder  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
 from models.samplers import STOCHASTIC, get_sampler  # noqa: E402
-from models.schedules import EDMSchedule  # noqa: E402
+from models.schedules import sampler_grid  # noqa: E402
 from utils import metrics  # noqa: E402
 from utils.images import quantize  # noqa: E402
 
@@ -38,10 +38,9 @@ def steps_for(sampler: str, nfe: int) -> int:
 
 
 def grid(model, kind: str, steps: int) -> torch.Tensor:
-    if kind == "own":
-        return model.schedule.grid(steps)
-    schedule = model.schedule
-    return EDMSchedule(sigma_min=schedule.sigma_min, sigma_max=schedule.sigma_max).grid(steps)
+    """The checkpoint's own grid ("own"), or EDM's rho = 7 grid over its sigma range ("edm"), as the model samples
+    with ``grid`` "phi" and "edm"."""
+    return sampler_grid(model.schedule, steps, "phi" if kind == "own" else kind)
 
 
 def score(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -61,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="same: the image's own warped copy; cross: another test image (the protocol's pairing)")
     parser.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20, 35, 100])
     parser.add_argument("--samplers", nargs="+", default=["euler_ancestral", "euler", "heun", "dpmpp_2m"])
-    parser.add_argument("--grids", nargs="+", default=["own", "edm"], help="own: the checkpoint's schedule grid")
+    parser.add_argument("--grids", nargs="+", choices=("own", "edm"), default=["own", "edm"],
+                        help="own: the checkpoint's schedule grid; edm: EDM's rho = 7 grid over its sigma range")
     parser.add_argument("--heun-999", action="store_true", help="add Heun with 999 NFE on the own grid")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)

@@ -9,14 +9,33 @@ samplers and the denoiser need not know which one is active:
 """
 from __future__ import annotations
 
+from typing import Literal
 
 import torch
 
 from .phi import Phi, get_phi, phi_grid
 
 
+#: The sampler grids a model can sample on: "phi" is the schedule's own grid (for :class:`PhiSchedule` evenly
+#: spaced in phi), "edm" EDM's eq. 5 over the schedule's sigma range (:func:`sampler_grid`).
+GRIDS = ("phi", "edm")
+Grid = Literal[GRIDS]
+
+
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def edm_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """EDM's time steps (Karras et al. 2022, eq. 5), float64, sigma_max first:
+    sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i = 0..N-1."""
+    if steps < 2:
+        raise ValueError(f"a grid needs at least 2 points, got {steps}")
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    i = torch.arange(steps, dtype=torch.float64) / (steps - 1)
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return (a + i * (b - a)) ** rho
 
 
 class NoiseSchedule:
@@ -103,11 +122,7 @@ class EDMSchedule(NoiseSchedule):
         return (self.p_mean + self.p_std * z).exp().float().to(device)
 
     def grid(self, steps, device="cpu"):
-        if steps < 2:
-            raise ValueError(f"a grid needs at least 2 points, got {steps}")
-        i = torch.arange(steps, dtype=torch.float64) / (steps - 1)
-        a, b = self.sigma_max ** (1 / self.rho), self.sigma_min ** (1 / self.rho)
-        return _append_zero((a + i * (b - a)) ** self.rho).float().to(device)
+        return _append_zero(edm_sigmas(steps, self.sigma_min, self.sigma_max, self.rho)).float().to(device)
 
     def __repr__(self) -> str:
         return f"EDMSchedule(P_mean={self.p_mean}, P_std={self.p_std}, rho={self.rho})"
@@ -155,3 +170,14 @@ class VPSchedule(NoiseSchedule):
         return f"VPSchedule(T={self.timesteps}, sigma in [{self.sigma_min:.4g}, {self.sigma_max:.4g}])"
 
 
+def sampler_grid(schedule: NoiseSchedule, steps: int, grid: str = "phi", rho: float = 7.0,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """The ``steps``-point sampler grid (then 0) of ``schedule``: its own (``grid`` "phi"), or EDM's eq. 5 with this
+    ``rho`` between the schedule's sigma_min and sigma_max ("edm"; for a DDPM schedule the network then sees
+    fractional timesteps, as in EDM's sampling of its VP models). The cold schedule's t is a blend weight, not a
+    noise level: :func:`models.sampling.check_pairing` refuses "edm" for it."""
+    if grid == "phi":
+        return schedule.grid(steps, device=device)
+    if grid == "edm":
+        return _append_zero(edm_sigmas(steps, schedule.sigma_min, schedule.sigma_max, rho)).float().to(device)
+    raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")

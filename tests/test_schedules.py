@@ -6,7 +6,7 @@ import torch
 from scipy import stats
 
 from models.phi import CANDIDATES, get_phi, phi_grid
-from models.schedules import EDMSchedule, PhiSchedule, VPSchedule
+from models.schedules import EDMSchedule, PhiSchedule, VPSchedule, sampler_grid
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 SIGMAS = torch.logspace(math.log10(SIGMA_MIN), math.log10(SIGMA_MAX), 400, dtype=torch.float64)
@@ -88,3 +88,27 @@ def test_vp_schedule_matches_ddpm_alphas():
 def test_invalid_sigma_range_rejected():
     with pytest.raises(ValueError):
         PhiSchedule(sigma_min=1.0, sigma_max=0.5)
+
+
+@pytest.mark.parametrize("schedule", [PhiSchedule(), VPSchedule(), EDMSchedule(rho=5.0)], ids=repr)
+@pytest.mark.parametrize("rho", [3.0, 7.0])
+def test_edm_grid_is_eq5_over_the_schedules_range(schedule, rho):
+    grid = sampler_grid(schedule, 10, "edm", rho)
+    assert len(grid) == 11 and grid[-1] == 0 and (grid[1:] < grid[:-1]).all()
+    assert grid[0] == pytest.approx(schedule.sigma_max, rel=1e-6)
+    assert grid[-2] == pytest.approx(schedule.sigma_min, rel=1e-6)
+    roots = grid[:-1].double() ** (1 / rho)  # eq. 5: evenly spaced in sigma^(1/rho)
+    torch.testing.assert_close(torch.diff(roots), torch.full((9,), float(torch.diff(roots).mean()),
+                                                             dtype=torch.float64), rtol=1e-4, atol=0)
+    same_range = EDMSchedule(rho=rho, sigma_min=schedule.sigma_min, sigma_max=schedule.sigma_max)
+    assert torch.equal(grid, same_range.grid(10))  # one function: EDM's own grid
+
+
+def test_phi_grid_is_the_schedules_own_and_unknown_grids_are_refused():
+    for schedule in (PhiSchedule(), EDMSchedule(), VPSchedule()):
+        assert torch.equal(sampler_grid(schedule, 12, "phi"), schedule.grid(12))
+    assert not torch.equal(sampler_grid(PhiSchedule(), 12, "edm"), PhiSchedule().grid(12))
+    with pytest.raises(ValueError, match="grid must be one of phi, edm"):
+        sampler_grid(PhiSchedule(), 12, "karras")
+    with pytest.raises(ValueError, match="rho must be positive"):
+        sampler_grid(PhiSchedule(), 12, "edm", rho=0.0)
