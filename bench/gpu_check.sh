@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training-speed checks of one short GPU session (README, "GPU notes"), in one go:
+# The training-speed checks of one short GPU session (docs/gpu.md), in one go:
 #   1. compute-only throughput (bench/train_throughput.py: img/s, FLOPs per image, TFLOP/s, MFU) of the published
 #      layout in fp16-mixed and bf16-mixed, NCHW and channels_last, and of the ADM layout in fp16-mixed, NCHW,
 #      compiled unless COMPILE=false (each row compiles anew: about a minute);

@@ -9,7 +9,7 @@ SSIMBaD). ``prediction="eps"`` gives EDM's VP preconditioning
 ``prediction="x0"`` drops the skip path (c_skip = 0, c_out = sigma_data, EDM's c_in): F predicts the clean image
 itself, so the input noise reaches the output only through what the network fails to remove. With EDM's
 c_skip the network must instead reproduce and cancel the noise term c_skip x exactly, which a short run does not
-learn at mid sigma (the flat-region speckle; README, "Sample quality").
+learn at mid sigma (the flat-region speckle; docs/experiments/speckle-and-samplers.md).
 """
 from __future__ import annotations
 

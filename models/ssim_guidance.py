@@ -31,8 +31,8 @@ from utils.ssim import ssim_box
 from utils.xdog import xdog_torch
 
 GUIDANCE_TARGETS = ("sketch", "gt")
-#: The scale measured best on the 64 px demo (README, "Trajectory refinement and SSIM-guided sampling"); at 256 px
-#: the same s moves each pixel 16x less.
+#: The scale measured best on the 64 px demo (docs/experiments/trajectory-refinement.md); at 256 px the same s
+#: moves each pixel 16x less.
 DEFAULT_SCALE = 10.0
 
 Guide = Callable[[torch.Tensor], torch.Tensor]

@@ -183,8 +183,9 @@ def test_ddp_on_two_cpu_processes(faces, tmp_path):
     ["configs/cpu64.yaml", "configs/baselines/edm.yaml"], ["configs/finetune.yaml"],
 ], ids=lambda c: "+".join(Path(p).stem for p in c))
 def test_configs_parse(configs):
-    # README's command lines set the checkpoint folder with --trainer.callbacks.init_args.dirpath, which reaches the
-    # last callback of a config's list: ModelCheckpoint must be last
+    # The documented command lines (docs/training.md, docs/experiments/) set the checkpoint folder with
+    # --trainer.callbacks.init_args.dirpath, which reaches the last callback of a config's list: ModelCheckpoint must
+    # be last
     args = ["fit"] + [a for c in configs for a in ("--config", c)] + [
         "--data.root", "somewhere", "--trainer.callbacks.init_args.dirpath", "/somewhere/ckpts", "--print_config"]
     script = "finetune.py" if configs == ["configs/finetune.yaml"] else "pretrain.py"
@@ -195,7 +196,7 @@ def test_configs_parse(configs):
     if script == "finetune.py":  # the network and schedule come from --model.init_checkpoint
         return
     assert "class_path: models.schedules." in result.stdout
-    if configs[0] == "configs/pretrain.yaml":  # the published network's layout (README, "GPU notes")
+    if configs[0] == "configs/pretrain.yaml":  # the published network's layout (docs/experiments/network-cost.md)
         assert "resample: pool" in result.stdout and "input_skip: false" in result.stdout
     if "edm" in "".join(configs):
         assert "EDMSchedule" in result.stdout
