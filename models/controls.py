@@ -16,12 +16,15 @@
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from utils.lowpass import lowpass_sketch, realism_size  # noqa: F401 - the realism control (shared with training)
 
 #: What a noise start can begin from without an image file: the reference, its mean colour, the network's warp.
 INIT_KINDS = ("reference", "flat", "warp")
+InitKind = Literal[INIT_KINDS]
 
 
 def has_warp(net: torch.nn.Module | None) -> bool:
@@ -29,19 +32,21 @@ def has_warp(net: torch.nn.Module | None) -> bool:
     return getattr(net, "warp", None) is not None
 
 
-def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None
-                  ) -> torch.Tensor:
+def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None,
+                  ref_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The image [B, 3, H, W] in [-1, 1] a noise start begins from: the ``reference`` itself, its mean colour as a
-    flat fill, or ``net``'s correspondence warp of it onto ``sketch`` (a network with ``ref_warp``)."""
-    if kind == "reference":
-        return reference
-    if kind == "flat":
-        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+    flat fill, or ``net``'s correspondence warp of it onto ``sketch`` (a network with ``ref_warp``). Of several
+    references [B, K, 3, H, W] (masked by ``ref_mask``), the first gives the first two, and the warp takes all."""
     if kind == "warp":
         if not has_warp(net):
             raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp, "
                              "configs/variants/refattn.yaml)")
-        return net.warped_reference(sketch, reference)
+        return net.warped_reference(sketch, reference, ref_mask)
+    reference = reference[:, 0] if reference.dim() == 5 else reference
+    if kind == "reference":
+        return reference
+    if kind == "flat":
+        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
     raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {kind!r}")
 
 

@@ -33,9 +33,9 @@ def drop_conditions(cond: Cond, p_sketch: float, p_reference: float, generator: 
     draw = uniform if uniform is not None else torch.rand(2, b, generator=generator, device="cpu")
     draw = draw.to(cond.sketch.device)
     keep_s = (draw[0] >= p_sketch).view(b, 1, 1, 1)
-    keep_r = (draw[1] >= p_reference).view(b, 1, 1, 1)
-    return Cond(torch.where(keep_s, cond.sketch, NULL_VALUE), torch.where(keep_r, cond.reference, NULL_VALUE),
-                cond.hints)  # hints are dropped by the data (data.hints), where they are drawn
+    keep_r = (draw[1] >= p_reference).view(b, *[1] * (cond.reference.dim() - 1))  # all of an item's references
+    return cond._replace(sketch=torch.where(keep_s, cond.sketch, NULL_VALUE),
+                         reference=torch.where(keep_r, cond.reference, NULL_VALUE))  # hints: dropped by the data
 
 
 class GuidedDenoiser(nn.Module):
@@ -54,7 +54,8 @@ class GuidedDenoiser(nn.Module):
         ref = cond.reference
         batch = Cond(torch.cat([cond.sketch, cond.sketch, null_like(cond.sketch)]),
                      torch.cat([ref, null_like(ref), null_like(ref)]),
-                     None if cond.hints is None else cond.hints.repeat(3, 1, 1, 1))
+                     None if cond.hints is None else cond.hints.repeat(3, 1, 1, 1),
+                     None if cond.ref_mask is None else cond.ref_mask.repeat(3, 1))
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(n).repeat(3)
         d_full, d_sketch, d_none = self.denoiser(x.repeat(3, 1, 1, 1), sigma, batch).split(n)
         return d_none + s_s * (d_sketch - d_none) + s_r * (d_full - d_sketch)

@@ -37,13 +37,17 @@ through the same network as the paper's reference does.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from utils.errors import OptionError
 from utils.xdog import RAMP, SIGMAS, xdog_torch
+
+from .network import Network
 
 
 #: The reference's channels: the last ones of the input (the Denoiser concatenates noisy image, sketch, reference).
@@ -53,8 +57,10 @@ SKETCH_CHANNEL = 3
 #: Down/upsampling between levels: a stride-2 conv and nearest + conv (DDPM, ADM), or a 2x2 average pool and nearest
 #: upsampling alone (the published SSIMBaD network's; no parameters and ~17 % fewer FLOPs at the paper's size).
 RESAMPLE = ("conv", "pool")
+Resample = Literal[RESAMPLE]
 #: Where the keys of the reference cross-attention come from: the reference's features (PASD) or its sketch (SCFT).
 REF_KEYS = ("reference", "sketch")
+RefKeys = Literal[REF_KEYS]
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -170,16 +176,48 @@ class CorrespondenceWarp(nn.Module):
         self.level, self.norm, self.match = level, _norm(ch), nn.Conv2d(ch, ch, 1)
         self.log_scale = nn.Parameter(torch.tensor(math.log(self.INIT_SCALE)))
 
-    def forward(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    #: The most attention weights one chunk of queries may hold (several references): 2^25 floats, 128 MiB in fp32.
+    CHUNK_ELEMENTS = 2**25
+
+    def _keys(self, f: torch.Tensor) -> torch.Tensor:
+        """Unit-norm matching features [B, C, h, w] -> [B, h w, C]."""
+        return F.normalize(self.match(self.norm(f)), dim=1).flatten(2).transpose(1, 2)
+
+    def forward(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
+                ref_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The warp of ``ref`` [B, 3, H, W] by features ``sketch`` and ``ref_sketch`` [B, C, h, w]; or of K references
+        ``ref`` [B, K, 3, H, W] with ``ref_sketch`` [B, K, C, h, w], one softmax over all K h w positions (padding
+        masked out by ``ref_mask`` [B, K]), so that time and memory grow linearly in K."""
+        if ref.dim() == 5:
+            return self._forward_several(sketch, ref_sketch, ref, ref_mask)
         b, _, h, w = sketch.shape
-        q, k = (F.normalize(self.match(self.norm(f)), dim=1).flatten(2).transpose(1, 2) for f in (sketch, ref_sketch))
+        q, k = self._keys(sketch), self._keys(ref_sketch)
         colours = F.avg_pool2d(ref, 2**self.level) if self.level else ref
         v = colours.flatten(2).transpose(1, 2).to(q.dtype)  # [B, N, 3]
         warped = F.scaled_dot_product_attention(q * self.log_scale.exp(), k, v, scale=1.0)
+        return self._to_image(warped, b, h, w, ref.dtype)
+
+    def _forward_several(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
+                         ref_mask: torch.Tensor | None) -> torch.Tensor:
+        b, n_refs, _, h, w = ref_sketch.shape
+        q = self._keys(sketch) * self.log_scale.exp()
+        k = self._keys(ref_sketch.flatten(0, 1)).reshape(b, n_refs * h * w, -1)  # [B, K N, C]
+        colours = ref.flatten(0, 1)
+        colours = F.avg_pool2d(colours, 2**self.level) if self.level else colours
+        v = colours.flatten(2).transpose(1, 2).reshape(b, n_refs * h * w, 3).to(q.dtype)
+        mask = None
+        if ref_mask is not None:  # True where a position belongs to a real reference
+            mask = ref_mask.to(q.device, torch.bool)[:, None, :, None].expand(b, 1, n_refs, h * w).flatten(2)
+        rows = max(1, self.CHUNK_ELEMENTS // (b * k.shape[1]))  # queries are independent: chunk them
+        warped = torch.cat([F.scaled_dot_product_attention(q[:, i:i + rows], k, v, attn_mask=mask, scale=1.0)
+                            for i in range(0, q.shape[1], rows)], dim=1)
+        return self._to_image(warped, b, h, w, ref.dtype)
+
+    def _to_image(self, warped: torch.Tensor, b: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
         warped = warped.transpose(1, 2).reshape(b, -1, h, w)
         if self.level:
             warped = F.interpolate(warped, scale_factor=2**self.level, mode="bilinear", align_corners=False)
-        return warped.to(ref.dtype)
+        return warped.to(dtype)
 
 
 class ReferenceEncoder(nn.Module):
@@ -204,7 +242,30 @@ class ReferenceEncoder(nn.Module):
         return feats
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, Network):
+    """The denoiser's network F (see the module docstring).
+
+    Args:
+        in_channels: input channels: noisy image 3 + sketch 1 + reference 3 (11 with colour hints).
+        out_channels: output channels (the colour image).
+        base_channels: channels of the first level; level i has base_channels * channel_mult[i].
+        channel_mult: width multiplier per level; one level per entry (each halves the resolution).
+        num_blocks: residual blocks per encoder level (decoder levels have one more per skip).
+        attn_levels: levels (0 = full resolution) whose blocks get self-attention.
+        mid_attention: self-attention in the bottleneck.
+        attn_heads: heads of every attention layer.
+        dropout: dropout inside the residual blocks.
+        emb_scale: frequency scale of the Fourier noise-level embedding.
+        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30 % more time).
+        ref_attention: decoder levels with reference cross-attention (PASD).
+        ref_attention_mid: reference cross-attention in the bottleneck.
+        ref_concat: the reference also enters the input channels (pixel-aligned).
+        ref_keys: cross-attention keys from the reference's features or from its sketch (SCFT).
+        ref_warp: level of the correspondence warp of the reference onto the sketch (None: no warp).
+        resample: levels change by stride-2 conv + nearest-conv ("conv") or by 2x2 pooling + nearest ("pool").
+        input_skip: the input conv's features are the last decoder level's extra skip (DDPM / ADM).
+    """
+
     def __init__(
         self,
         in_channels: int = 7,
@@ -221,9 +282,9 @@ class UNet(nn.Module):
         ref_attention: tuple[int, ...] = (),
         ref_attention_mid: bool = False,
         ref_concat: bool = True,
-        ref_keys: str = "reference",
+        ref_keys: RefKeys = "reference",
         ref_warp: int | None = None,
-        resample: str = "conv",
+        resample: Resample = "conv",
         input_skip: bool = True,
     ):
         super().__init__()
@@ -236,17 +297,17 @@ class UNet(nn.Module):
             ref_warp=ref_warp, resample=resample, input_skip=input_skip,
         )
         if any(not 0 <= level < len(channel_mult) for level in ref_attention):
-            raise ValueError(f"ref_attention levels {tuple(ref_attention)} must lie in 0..{len(channel_mult) - 1}")
+            raise OptionError("ref_attention", f"levels {tuple(ref_attention)} must lie in 0..{len(channel_mult) - 1}")
         if resample not in RESAMPLE:
-            raise ValueError(f"resample must be one of {', '.join(RESAMPLE)}, got {resample!r}")
+            raise OptionError("resample", f"must be one of {', '.join(RESAMPLE)}, got {resample!r}")
         if ref_keys not in REF_KEYS:
-            raise ValueError(f"ref_keys must be one of {', '.join(REF_KEYS)}, got {ref_keys!r}")
+            raise OptionError("ref_keys", f"must be one of {', '.join(REF_KEYS)}, got {ref_keys!r}")
         uses_ref = bool(ref_attention) or ref_attention_mid
         if ref_warp is not None and not 0 <= ref_warp < len(channel_mult):
-            raise ValueError(f"ref_warp must be a level in 0..{len(channel_mult) - 1}, got {ref_warp}")
+            raise OptionError("ref_warp", f"must be a level in 0..{len(channel_mult) - 1}, got {ref_warp}")
         if not ref_concat and not uses_ref and ref_warp is None:
-            raise ValueError("ref_concat=False needs ref_warp, ref_attention levels or ref_attention_mid: the "
-                             "reference would reach the network by no path")
+            raise OptionError("ref_concat", "False needs ref_warp, ref_attention levels or ref_attention_mid: the "
+                              "reference would reach the network by no path")
         self.gradient_checkpointing = gradient_checkpointing
         self.levels = len(channel_mult)
         emb_ch = 4 * base_channels
@@ -324,11 +385,27 @@ class UNet(nn.Module):
             ref_sketch = xdog_torch(ref.float(), sigma=SIGMAS[len(SIGMAS) // 2], ramp=RAMP).to(sketch.dtype)
         return [f.chunk(2) for f in self.sketch_encoder(torch.cat([sketch, ref_sketch]))]
 
-    def warped_reference(self, sketch: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """The reference [B, 3, H, W] as ``ref_warp`` moves it onto the sketch [B, 1, H, W]: what the input gets."""
+    @property
+    def takes_several_references(self) -> bool:
+        """Whether :meth:`forward` takes K references: the correspondence warp matches the sketch against all of
+        them (the input channels take the first; reference cross-attention takes one)."""
+        return self.warp is not None and self.ref_encoder is None
+
+    def warped_reference(self, sketch: torch.Tensor, ref: torch.Tensor,
+                         ref_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The reference [B, 3, H, W], or K references [B, K, 3, H, W] with their mask [B, K], as ``ref_warp``
+        moves it (them) onto the sketch [B, 1, H, W]: what the input gets."""
         if self.warp is None:
             raise ValueError("this network does not warp its reference (ref_warp is not set)")
-        return self.warp(*self._structure(sketch, ref)[self.warp.level], ref)
+        if ref.dim() == 4:
+            return self.warp(*self._structure(sketch, ref)[self.warp.level], ref)
+        if not self.takes_several_references:
+            raise ValueError("several references need the correspondence warp without reference cross-attention")
+        b, n_refs = ref.shape[:2]
+        with torch.no_grad():  # each reference's own sketch, as for one (_structure)
+            ref_sketch = xdog_torch(ref.flatten(0, 1).float(), sigma=SIGMAS[len(SIGMAS) // 2], ramp=RAMP)
+        feats = self.sketch_encoder(torch.cat([sketch, ref_sketch.to(sketch.dtype)]))[self.warp.level]
+        return self.warp(feats[:b], feats[b:].unflatten(0, (b, n_refs)), ref, ref_mask)
 
     def _reference(self, ref: torch.Tensor, structure: list | None) -> list[tuple]:
         """Per level: the arguments of CrossAttention after the feature map (features, colours[, structure])."""
@@ -338,17 +415,26 @@ class UNet(nn.Module):
             return list(zip(feats, colours))
         return list(zip(feats, colours, structure))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, references: torch.Tensor | None = None,
+                ref_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x, c_noise): ``x`` is [noisy image, sketch, (hints,) reference] on channels; ``references`` [B, K, 3, H, W]
+        with ``ref_mask`` [B, K] give the correspondence warp K references to match (x's reference is the first)."""
         factor = 2 ** (self.levels - 1)
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by {factor} for this U-Net")
         emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]))
         sketch, ref = x[:, SKETCH_CHANNEL:SKETCH_CHANNEL + 1], x[:, -REF_CHANNELS:]
-        structure = self._structure(sketch, ref) if self.sketch_encoder is not None else None
-        refs = self._reference(ref, structure) if self.ref_encoder is not None else None
+        structure = refs = warped = None
+        if references is not None:
+            warped = self.warped_reference(sketch, references, ref_mask)
+        else:
+            structure = self._structure(sketch, ref) if self.sketch_encoder is not None else None
+            refs = self._reference(ref, structure) if self.ref_encoder is not None else None
+            if self.warp is not None:
+                warped = self.warp(*structure[self.warp.level], ref)
         inputs = [x if self.ref_concat else x[:, :-REF_CHANNELS]]
-        if self.warp is not None:
-            inputs.append(self.warp(*structure[self.warp.level], ref))
+        if warped is not None:
+            inputs.append(warped)
         h = self.conv_in(torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0])
         hs = [h] if self.init_args["input_skip"] else []
         for layers in self.down:
