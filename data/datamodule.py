@@ -12,7 +12,8 @@ sketches are made with XDoG. Unreadable images are skipped with a warning line e
 
 Batches are dicts: target (B, 3, H, W), sketch (B, 1, H, W), reference (B, 3, H, W), [reference_cross,
 target_recolour, reference_recolour (B, 3, H, W)] floats in [-1, 1], and name (list of str: path relative to its
-folder, no extension).
+folder, no extension). Training with ``references_max`` > 1 adds references (B, K, 3, H, W) and ref_mask (B, K);
+testing with ``test_multi`` adds references_multi (B, 3, 3, H, W), ref_mask_multi (B, 3) and target_multi.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from torch.utils.data import DataLoader
 from utils.errors import UserError
 from utils import xdog
 
+from .collate import collate_references
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
 from .sampler import StreamSampler
 from .hints import PATCH_FRACTION, HintSampler
 from .reference_aug import ReferenceAugment
+from .reference_views import ReferenceViews
 from .tps import TPSParams
 
 # SeedSequence words that separate the random streams derived from the one ``seed``.
@@ -76,6 +79,13 @@ class ColorizationDataModule(pl.LightningDataModule):
         colour_rotation: probability that a training target and its reference have their hues turned together by
             one uniform angle in CIELAB, lightness kept (:mod:`utils.chroma`): colours the data set makes unlikely,
             which the model can only take from the reference.
+        references_max: the most references per training image (1: one, as before). Above 1, each image draws
+            K ~ U{1..references_max} views of itself (TPS warp, mirror, crop-and-zoom, partial view;
+            :mod:`data.reference_views`), hue-turned together with it, and batches gain references (B, K, 3, H, W)
+            padded with zeros and ref_mask (B, K) (:mod:`data.collate`); reference stays the first one.
+        test_multi: test batches also hold the protocol's multi-reference setting (references_multi (B, 3, 3, H, W),
+            ref_mask_multi, target_multi; :func:`data.protocol.multi_item`), which ``--model.test_settings`` with
+            multi scores.
     """
 
     def __init__(
@@ -108,6 +118,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         reference_other: float = 0.0,
         sketch_lowpass: float = 0.0,
         colour_rotation: float = 0.0,
+        references_max: int = 1,
+        test_multi: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -123,6 +135,7 @@ class ColorizationDataModule(pl.LightningDataModule):
             self.tps = TPSParams(tps_grid, tps_shift, tps_rotation)
             self.reference_augment = ReferenceAugment(reference_flip, reference_patches)
             self.hints = HintSampler(hint_points, hint_drop, hint_patch)
+            self.views = ReferenceViews(references_max)
             for name, p in (("sketch_lowpass", sketch_lowpass), ("reference_other", reference_other),
                             ("colour_rotation", colour_rotation)):
                 if not 0.0 <= p <= 1.0:
@@ -134,6 +147,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         self.root, self.val_root, self.test_root, self.sketch_root = root, val_root, test_root, sketch_root
         self.size, self.batch_size, self.num_workers = size, batch_size, num_workers
         self.val_count, self.seed, self.limit_train = val_count, seed, limit_train
+        self.test_multi = test_multi
         self.train_set: TrainDataset | None = None
         self.val_set: EvalDataset | None = None
         self.test_set: EvalDataset | None = None
@@ -172,10 +186,11 @@ class ColorizationDataModule(pl.LightningDataModule):
         if not train:
             return Pipeline(self.size, self.xdog, TPSParams(), sketches)
         return Pipeline(self.size, self.xdog, self.tps, sketches, self.reference_augment, self.hints,
-                        self.sketch_lowpass, self.reference_other, self.colour_rotation)
+                        self.sketch_lowpass, self.reference_other, self.colour_rotation, self.views)
 
-    def _eval_set(self, folder: str | None, what: str) -> EvalDataset:
-        """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None."""
+    def _eval_set(self, folder: str | None, what: str, multi: bool = False) -> EvalDataset:
+        """Protocol dataset over ``folder``, or over the held-out split of ``root`` when ``folder`` is None (with the
+        multi-reference setting when ``multi``)."""
         if folder is None:
             entries = readable(self._root_split()[1], decode=True, what=f"{what} images held out of {self.root}")
             if self._sketches is not None:
@@ -186,9 +201,9 @@ class ColorizationDataModule(pl.LightningDataModule):
                 )
                 names = {s.name for s in sketches}
                 entries = [e for e in entries if e.name in names]
-            return EvalDataset(entries, self._pipeline(with_sketches=True, train=False), self.seed)
+            return EvalDataset(entries, self._pipeline(with_sketches=True, train=False), self.seed, multi)
         entries = readable(scan_folder(folder), decode=True, what=f"{what} images in {folder}")
-        return EvalDataset(entries, self._pipeline(with_sketches=False, train=False), self.seed)
+        return EvalDataset(entries, self._pipeline(with_sketches=False, train=False), self.seed, multi)
 
     # -- Lightning hooks -----------------------------------------------------------------------------------------
 
@@ -200,16 +215,18 @@ class ColorizationDataModule(pl.LightningDataModule):
         if stage in ("fit", "validate") and self.val_set is None:
             self.val_set = self._eval_set(self.val_root, "validation")
         if stage == "test" and self.test_set is None:
-            if self.test_root is None and self.val_set is not None:
+            if self.test_root is None and self.val_set is not None and not self.test_multi:
                 self.test_set = self.val_set
             else:
-                self.test_set = self._eval_set(self.test_root if self.test_root is not None else self.val_root, "test")
+                self.test_set = self._eval_set(self.test_root if self.test_root is not None else self.val_root, "test",
+                                               self.test_multi)
 
-    def _loader(self, dataset, sampler=None) -> DataLoader:
+    def _loader(self, dataset, sampler=None, collate_fn=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=collate_fn,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
@@ -226,7 +243,8 @@ class ColorizationDataModule(pl.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = StreamSampler(len(self.train_set), self.batch_size, self.seed, self._consumed_batches, rank, world)
-        return self._loader(self.train_set, sampler=sampler)
+        collate = collate_references if self.views.most > 1 else None  # None: PyTorch's default collate
+        return self._loader(self.train_set, sampler=sampler, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:

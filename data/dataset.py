@@ -4,12 +4,13 @@
   Its draws come from the seed of its position in the training stream (:mod:`data.sampler`), so they do not depend
   on the process or worker that loads it, and the item carries that seed for the model's own draws.
 - :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same-reference, cross-reference and
-  recolouring), bit-identical across runs; :func:`eval_arrays` is the same item as uint8 arrays, which
-  ``data.prepare`` writes to disk.
+  recolouring, and the opt-in multi-reference setting), bit-identical across runs; :func:`eval_arrays` is the same
+  item as uint8 arrays, which ``data.prepare`` writes to disk.
 
 Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W) (and
 reference_cross, target_recolour, reference_recolour (3, H, W) for evaluation, hints (4, H, W) for training with
-colour hints) plus the image's name.
+colour hints, references (K, 3, H, W) for training with several references, the first being ``reference``) plus
+the image's name.
 """
 from __future__ import annotations
 
@@ -21,15 +22,17 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.chroma import rotate_chroma
+from utils.eval_layout import MULTI_MASK, MULTI_REFERENCE_KEYS, MULTI_REFERENCES, MULTI_TRUTH
 from utils.images import ImageReadError, to_tensor
 from utils.lowpass import lowpass_sketch
 from utils.xdog import XDoGParams
 
 from .folder import ImageEntry, load_square, load_square_gray, warn
 from .hints import HintSampler
-from .protocol import (cross_reference_permutation, eval_sketch, image_seed, recolour_angle, recolour_pair,
-                       same_reference)
+from .protocol import (cross_reference_permutation, eval_sketch, image_seed, multi_item, recolour_angle,
+                       recolour_pair, same_reference)
 from .reference_aug import ReferenceAugment
+from .reference_views import ReferenceViews, signed
 from .sampler import sample_seed
 from .tps import TPSParams
 
@@ -49,6 +52,7 @@ class Pipeline:
     sketch_lowpass: float = 0.0  # probability of a training sketch low-passed at a uniform realism weight
     reference_other: float = 0.0  # probability of a training reference that is another training image
     colour_rotation: float = 0.0  # probability of turning the hues of target and reference together (utils.chroma)
+    views: ReferenceViews = ReferenceViews()  # several training references, each a view of the target
 
     def precomputed_sketch(self, entry: ImageEntry) -> np.ndarray | None:
         """The sketch file paired with ``entry`` (resized like the image), or None when sketches are derived."""
@@ -94,43 +98,76 @@ class TrainDataset(Dataset):
         entry, target, sketch = self._load(index)
         if sketch is None:
             sketch = self.pipeline.xdog.apply(target, rng)
-        reference = self.pipeline.reference_augment.apply(self.pipeline.tps.apply(target, rng), rng)
+        several = self.pipeline.views.most > 1
         angle = None
-        if self.pipeline.colour_rotation and rng.random() < self.pipeline.colour_rotation:
-            # one hue turn for target and reference: colours the data set makes unlikely, which only the reference
-            # can tell (the sketch, drawn above from the lightness, is unchanged)
-            angle = float(rng.uniform(0.0, 2.0 * np.pi))
-            target, reference = rotate_chroma(target, angle), rotate_chroma(reference, angle)
+        if several:
+            target, references = self._views(index, target, rng)
+        else:
+            reference = self.pipeline.reference_augment.apply(self.pipeline.tps.apply(target, rng), rng)
+            if self.pipeline.colour_rotation and rng.random() < self.pipeline.colour_rotation:
+                # one hue turn for target and reference: colours the data set makes unlikely, which only the
+                # reference can tell (the sketch, drawn above from the lightness, is unchanged)
+                angle = float(rng.uniform(0.0, 2.0 * np.pi))
+                target, reference = rotate_chroma(target, angle), rotate_chroma(reference, angle)
+            references = [to_tensor(reference)]
         item = {
             "target": to_tensor(target),
             "sketch": to_tensor(sketch),
-            "reference": to_tensor(reference),
+            "reference": references[0],
             "name": entry.name,
             "seed": seed,
         }
+        if several:  # padded to the batch's largest count by data.collate
+            item["references"] = torch.stack(references)
         if self.pipeline.hints.points:  # drawn last: the other draws of the stream stay as they were
             item["hints"] = self.pipeline.hints.sample(target, rng)
         if self.pipeline.sketch_lowpass and rng.random() < self.pipeline.sketch_lowpass:
             # DiSS's realism in training: the model learns to colour low-passed sketches, as the control gives them
             item["sketch"] = lowpass_sketch(item["sketch"][None], float(rng.random()))[0]
-        if self.pipeline.reference_other and len(self.entries) > 1 and rng.random() < self.pipeline.reference_other:
+        if (not several and self.pipeline.reference_other and len(self.entries) > 1
+                and rng.random() < self.pipeline.reference_other):
             # another image's colours, nowhere aligned with the target: what a character sheet gives at sampling
             # time; with colour hints, the hints are then the only source of the target's own colours
-            other = (index + 1 + int(rng.integers(len(self.entries) - 1))) % len(self.entries)
-            other_image = self._load(other, sketch=False)[1]
-            item["reference"] = to_tensor(other_image if angle is None else rotate_chroma(other_image, angle))
+            item["reference"] = to_tensor(self._other_image(index, rng, angle))
         return item
 
+    def _other_image(self, index: int, rng: np.random.Generator, angle: float | None) -> np.ndarray:
+        """Another training image than ``index``, drawn from ``rng``, its hues turned by ``angle`` (None: as is)."""
+        other = (index + 1 + int(rng.integers(len(self.entries) - 1))) % len(self.entries)
+        image = self._load(other, sketch=False)[1]
+        return image if angle is None else rotate_chroma(image, angle)
 
-def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: int) -> dict[str, np.ndarray]:
-    """One protocol item as uint8 arrays: target, sketch, reference (same), reference_cross, and the recolouring
-    pair target_recolour, reference_recolour (:func:`data.protocol.recolour_pair`)."""
+    def _views(self, index: int, target: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """(the target, its views as references (:mod:`data.reference_views`)). A hue turn (``colour_rotation``)
+        turns the target first, so every view, and every other image a view shows, has the same turn. Each view
+        then goes through ``reference_augment`` and is, with probability ``reference_other``, another image."""
+        p = self.pipeline
+        angle = None
+        if p.colour_rotation and rng.random() < p.colour_rotation:
+            angle = float(rng.uniform(0.0, 2.0 * np.pi))
+            target = rotate_chroma(target, angle)
+        other = (lambda: self._other_image(index, rng, angle)) if len(self.entries) > 1 else None
+        references = []
+        for view in p.views.draw(target, rng, p.tps, other):
+            view = p.reference_augment.apply(view, rng)
+            if other is not None and p.reference_other and rng.random() < p.reference_other:
+                view = signed(other())
+            references.append(torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1))))
+        return target, references
+
+
+def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: int,
+                multi: bool = False) -> dict[str, np.ndarray]:
+    """One protocol item as uint8 arrays: target, sketch, reference (same), reference_cross, the recolouring
+    pair target_recolour, reference_recolour (:func:`data.protocol.recolour_pair`) and, when ``multi``, the
+    multi-reference item target_multi, reference_multi0.. (:func:`data.protocol.multi_item`)."""
     target = load_square(entry.path, pipeline.size)
     own_seed = image_seed(entry.name, seed)
     sketch = pipeline.precomputed_sketch(entry)
     reference = same_reference(target, own_seed, pipeline.tps)
     target_recolour, reference_recolour = recolour_pair(target, reference, recolour_angle(own_seed))
-    return {
+    arrays = {
         "target": target,
         "sketch": eval_sketch(target, own_seed, pipeline.xdog) if sketch is None else sketch,
         "reference": reference,
@@ -138,15 +175,22 @@ def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: 
         "target_recolour": target_recolour,
         "reference_recolour": reference_recolour,
     }
+    if multi:
+        arrays[MULTI_TRUTH], references = multi_item(target, own_seed, pipeline.tps)
+        arrays.update(zip(MULTI_REFERENCE_KEYS, references))
+    return arrays
 
 
 class EvalDataset(Dataset):
-    """The evaluation protocol over a fixed list of (decodable) images: deterministic given (entries, seed)."""
+    """The evaluation protocol over a fixed list of (decodable) images: deterministic given (entries, seed); with
+    ``multi``, items also hold the multi-reference setting: references_multi (K, 3, H, W), ref_mask_multi (K,)
+    and target_multi (:data:`utils.eval_layout.MULTI_REFERENCES`)."""
 
-    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0) -> None:
+    def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0, multi: bool = False) -> None:
         self.entries = entries
         self.pipeline = pipeline
         self.seed = seed
+        self.multi = multi
         self.cross = cross_reference_permutation(len(entries), seed)
 
     def __len__(self) -> int:
@@ -154,7 +198,10 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         entry = self.entries[index]
-        arrays = eval_arrays(entry, self.entries[self.cross[index]], self.pipeline, self.seed)
+        arrays = eval_arrays(entry, self.entries[self.cross[index]], self.pipeline, self.seed, self.multi)
         item: dict[str, torch.Tensor | str] = {key: to_tensor(value) for key, value in arrays.items()}
+        if self.multi:
+            item[MULTI_REFERENCES] = torch.stack([item.pop(key) for key in MULTI_REFERENCE_KEYS])
+            item[MULTI_MASK] = torch.ones(len(MULTI_REFERENCE_KEYS), dtype=torch.bool)
         item["name"] = entry.name
         return item

@@ -9,10 +9,15 @@ of ``--src`` (recursive), the same name as PNG in each of
     reference_cross/  another image of the folder (fixed seeded derangement: never the image itself)
     gt_recolour/      the image with its hues turned by an angle drawn from its seed (the recolouring answer)
     reference_recolour/  reference_same/ turned by the same angle and mirrored (the recolouring input)
+    gt_multi/         the image with its hues turned by another angle drawn from its seed (the multi-reference answer)
+    reference_multi0/, reference_multi1/, reference_multi2/
+                      close-ups of the top, middle and bottom of the image, each warped, mirrored and turned by that
+                      angle (the multi-reference inputs, :func:`data.protocol.multi_item`)
 
 and ``pairs.csv`` (name, cross-reference name). The arrays are exactly those of the validation/test batches of
-``ColorizationDataModule`` with the same folder, size and seed (see :mod:`data.protocol`); re-running with the same
-arguments writes byte-identical files. Unreadable images are skipped with a warning and a count.
+``ColorizationDataModule`` with the same folder, size and seed (the multi-reference ones with ``test_multi``; see
+:mod:`data.protocol`); re-running with the same arguments writes byte-identical files. Unreadable images are
+skipped with a warning and a count.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
-from utils.eval_layout import INPUT_FOLDERS
+from utils.eval_layout import INPUT_FOLDERS, MULTI_FOLDERS
 from utils.images import save_image
 
 from .dataset import Pipeline, eval_arrays
@@ -32,6 +37,8 @@ from .folder import readable, scan_folder
 from .protocol import cross_reference_permutation
 
 PAIRS_FILE = "pairs.csv"
+#: Batch key of every array written -> its sub-folder.
+FOLDERS = {**INPUT_FOLDERS, **MULTI_FOLDERS}
 
 
 def check_output(src: Path, out: Path, overwrite: bool) -> None:
@@ -43,7 +50,7 @@ def check_output(src: Path, out: Path, overwrite: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"--out {out} is not empty; pass --overwrite to replace an earlier output")
-        for sub in INPUT_FOLDERS.values():
+        for sub in FOLDERS.values():
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / PAIRS_FILE).unlink(missing_ok=True)
 
@@ -59,8 +66,8 @@ def prepare(src: Path, out: Path, size: int = 256, seed: int = 0, overwrite: boo
     pipeline = Pipeline(size=size)
     out.mkdir(parents=True, exist_ok=True)
     for entry, j in zip(tqdm(entries, desc="prepare", unit="img"), cross):
-        for key, array in eval_arrays(entry, entries[j], pipeline, seed).items():
-            save_image(array, out / INPUT_FOLDERS[key] / f"{entry.name}.png")
+        for key, array in eval_arrays(entry, entries[j], pipeline, seed, multi=True).items():
+            save_image(array, out / FOLDERS[key] / f"{entry.name}.png")
     with open(out / PAIRS_FILE, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["name", "cross_reference"])
@@ -73,15 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m data.prepare",
         description="Derive the evaluation protocol of a folder of colour images: gt/, sketch/ (XDoG), "
         "reference_same/ (TPS warp of the image itself), reference_cross/ (another image, seeded derangement), "
-        "and the recolouring pair gt_recolour/, reference_recolour/ (hues turned, the reference mirrored), one PNG "
-        "per image with the same name in each, plus pairs.csv. Same arguments, byte-identical files.",
+        "the recolouring pair gt_recolour/, reference_recolour/ (hues turned, the reference mirrored) and the "
+        "multi-reference item gt_multi/, reference_multi0/ to reference_multi2/ (close-ups of three parts, turned), "
+        "one PNG per image with the same name in each, plus pairs.csv. Same arguments, byte-identical files.",
     )
     parser.add_argument("--src", required=True, type=Path, help="folder of colour images (recursive; jpg/png/webp/bmp)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty or absent)")
     parser.add_argument("--size", type=int, default=256, help="side of the square outputs: short side resized, "
                         "centre crop (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="protocol seed: per-image sketch sigma and warp, and the "
-                        "cross-reference derangement and recolouring angle (default 0)")
+                        "cross-reference derangement, recolouring angle, multi-reference crops and angle (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out (removes its "
                         "protocol sub-folders and pairs.csv; other files are left alone)")
     return parser

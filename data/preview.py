@@ -2,7 +2,8 @@
 
 ``python -m data.preview --images DIR --out FILE.png [--count 8] [--size 128] [--seed 0]`` draws one row per image
 (the first ``--count`` of the folder): target | sketch | same-reference | cross-reference | recolouring reference |
-recolouring target, exactly the arrays that ``data.prepare`` writes and the evaluation batches hold. The figures in
+recolouring target | the three multi-reference references | multi-reference target, exactly the arrays that
+``data.prepare`` writes and the evaluation batches hold. The figures in
 ``assets/`` were made with
 
     python -m data.preview --images ../shared/data/anime_faces_128/test --out assets/data_real_grid.png
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from utils.errors import UserError, exit_on_user_error
+from utils.eval_layout import MULTI_REFERENCE_KEYS, MULTI_TRUTH
 from utils.images import save_image
 
 from .dataset import Pipeline, eval_arrays
@@ -25,7 +27,8 @@ from .folder import readable, scan_folder
 from .protocol import cross_reference_permutation
 
 COLUMNS = (("target", "target"), ("sketch", "sketch"), ("reference", "same-ref"), ("reference_cross", "cross-ref"),
-           ("reference_recolour", "recolour-ref"), ("target_recolour", "recolour-gt"))
+           ("reference_recolour", "recolour-ref"), ("target_recolour", "recolour-gt"),
+           *((key, f"multi-ref {k + 1}") for k, key in enumerate(MULTI_REFERENCE_KEYS)), (MULTI_TRUTH, "multi-gt"))
 GAP = 2
 HEADER = 20
 
@@ -46,7 +49,7 @@ def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) 
         x = GAP + c * (size + GAP)
         cv2.putText(sheet, label, (x + 4, HEADER - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for r in range(rows):
-        arrays = eval_arrays(entries[r], entries[cross[r]], pipeline, seed)
+        arrays = eval_arrays(entries[r], entries[cross[r]], pipeline, seed, multi=True)
         y = HEADER + r * (size + GAP)
         for c, (key, _) in enumerate(COLUMNS):
             x = GAP + c * (size + GAP)
@@ -57,8 +60,8 @@ def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data.preview",
-        description="Draw target | sketch | same-ref | cross-ref | recolour-ref | recolour-gt rows for the first "
-        "images of a folder (PNG).",
+        description="Draw target | sketch | same-ref | cross-ref | recolour-ref | recolour-gt | multi-ref 1-3 | "
+        "multi-gt rows for the first images of a folder (PNG).",
     )
     parser.add_argument("--images", required=True, type=Path, help="folder of colour images")
     parser.add_argument("--out", required=True, type=Path, help="PNG file to write")

@@ -14,7 +14,8 @@ from data.synthetic import render_face
 from utils.errors import UserError
 from utils.images import load_gray, load_rgb, save_image, to_uint8
 
-OUTPUTS = ("gt", "sketch", "reference_same", "reference_cross", "gt_recolour", "reference_recolour")
+OUTPUTS = ("gt", "sketch", "reference_same", "reference_cross", "gt_recolour", "reference_recolour", "gt_multi",
+           "reference_multi0", "reference_multi1", "reference_multi2")
 
 
 def write_faces(folder: Path, count: int, size: int = 40) -> Path:
@@ -80,7 +81,8 @@ def test_prepare_is_byte_identical_and_matches_the_test_batches(tmp_path, capsys
     assert (tmp_path / "a" / "pairs.csv").read_bytes() == (tmp_path / "b" / "pairs.csv").read_bytes()
 
     # the datamodule's test batches with the same folder, size and seed hold exactly these arrays
-    dm = ColorizationDataModule(str(src), size=32, batch_size=5, num_workers=0, val_root=str(src), seed=3)
+    dm = ColorizationDataModule(str(src), size=32, batch_size=5, num_workers=0, val_root=str(src), seed=3,
+                                test_multi=True)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     out = tmp_path / "a"
@@ -93,6 +95,10 @@ def test_prepare_is_byte_identical_and_matches_the_test_batches(tmp_path, capsys
         assert not np.array_equal(cross, load_rgb(out / "gt" / f"{name}.png"))  # never the image itself
         for key, folder in (("target_recolour", "gt_recolour"), ("reference_recolour", "reference_recolour")):
             assert np.array_equal(to_uint8(batch[key][i]), load_rgb(out / folder / f"{name}.png"))
+        assert np.array_equal(to_uint8(batch["target_multi"][i]), load_rgb(out / "gt_multi" / f"{name}.png"))
+        for k in range(3):
+            multi = load_rgb(out / f"reference_multi{k}" / f"{name}.png")
+            assert np.array_equal(to_uint8(batch["references_multi"][i, k]), multi)
 
 
 def test_prepare_refuses_non_empty_output_unless_overwrite(tmp_path, capsys):
@@ -144,8 +150,10 @@ def test_preview_sheet_shows_each_setting_of_the_protocol(tmp_path, capsys):
     preview.main(["--images", str(src), "--out", str(tmp_path / "sheet.png"), "--count", "2", "--size", "32"])
     sheet = load_rgb(tmp_path / "sheet.png")
     columns = len(preview.COLUMNS)
-    assert columns == 6 and sheet.shape == (preview.HEADER + 2 * 34 + 2, columns * 34 + 2, 3)
+    assert columns == 10 and sheet.shape == (preview.HEADER + 2 * 34 + 2, columns * 34 + 2, 3)
     entries = scan_folder(src)
-    arrays = eval_arrays(entries[1], entries[cross_reference_permutation(3, 0)[1]], Pipeline(size=32), 0)
-    y, x = preview.HEADER + 34, 2 + 5 * 34  # second row, last column: the recolouring answer
-    assert np.array_equal(sheet[y: y + 32, x: x + 32], arrays["target_recolour"])
+    arrays = eval_arrays(entries[1], entries[cross_reference_permutation(3, 0)[1]], Pipeline(size=32), 0, multi=True)
+    y = preview.HEADER + 34  # the second row's recolouring answer, a multi-reference reference and answer
+    for column, key in ((5, "target_recolour"), (7, "reference_multi1"), (9, "target_multi")):
+        x = 2 + column * 34
+        assert np.array_equal(sheet[y: y + 32, x: x + 32], arrays[key])

@@ -17,6 +17,18 @@ SETTINGS = {"same": ("reference", "target"), "cross": ("reference_cross", "targe
             "recolour": ("reference_recolour", "target_recolour")}
 
 
+#: The multi-reference setting (data.protocol.multi_item), opt-in: MULTI_COUNT references per image, each holding
+#: part of the image's colours. Batch key of each of its arrays -> sub-folder; a batch stacks the references as
+#: MULTI_REFERENCES [B, K, 3, H, W] with MULTI_MASK [B, K] (all True) and holds the answer as MULTI_TRUTH.
+MULTI, MULTI_COUNT = "multi", 3
+MULTI_REFERENCES, MULTI_MASK, MULTI_TRUTH = "references_multi", "ref_mask_multi", "target_multi"
+MULTI_REFERENCE_KEYS = tuple(f"reference_multi{k}" for k in range(MULTI_COUNT))
+MULTI_FOLDERS = {MULTI_TRUTH: "gt_multi", **{key: key for key in MULTI_REFERENCE_KEYS}}
+#: Its output sub-folders: the model given all the references; the best of the model given each one alone (per
+#: image, by PSNR); the per-pixel mean of the references pasted as the output (no model).
+MULTI_OUTPUTS = (MULTI, "multi_best_single", "multi_pasted")
+
+
 def reference_folder(setting: str) -> str:
     """The sub-folder of the references a setting's outputs were sampled from."""
     return INPUT_FOLDERS[SETTINGS[setting][0]]

@@ -1,0 +1,24 @@
+"""Batches of items with different numbers of references (:mod:`data.reference_views`).
+
+Each item's ``references`` (k_i, 3, H, W) is padded with zeros to the batch's largest K; ``ref_mask`` (B, K) bool
+marks the real ones (True) against the padding. Everything else is collated as PyTorch's default collate does,
+so ``reference`` (B, 3, H, W) stays the first reference of every item.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import default_collate
+
+
+def collate_references(items: list[dict]) -> dict:
+    """The default collate of ``items`` plus references (B, K, 3, H, W), zero-padded, and ref_mask (B, K)."""
+    references = [item["references"] for item in items]
+    batch = default_collate([{k: v for k, v in item.items() if k != "references"} for item in items])
+    most = max(len(r) for r in references)
+    padded = references[0].new_zeros(len(items), most, *references[0].shape[1:])
+    mask = torch.zeros(len(items), most, dtype=torch.bool)
+    for i, refs in enumerate(references):
+        padded[i, :len(refs)] = refs
+        mask[i, :len(refs)] = True
+    batch["references"], batch["ref_mask"] = padded, mask
+    return batch

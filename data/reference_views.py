@@ -1,0 +1,88 @@
+"""Several training references of one target, each an independent view of it (a character sheet's panels).
+
+With ``references_max`` = M > 1 a training item draws K ~ U{1..M} views; each view's kind is drawn on its own:
+
+- "tps": the TPS warp of the single-reference training (:mod:`data.tps`);
+- "mirror": the target mirrored left-right (the ``reference_flip`` idea, :mod:`data.reference_aug`);
+- "crop": a square of ``REGION`` of the side, anywhere in the image, zoomed to full size (:func:`crop_zoom`): a
+  close-up that holds only part of the colours, at another scale;
+- "partial": a rectangle of ``REGION`` of each side kept in place, the rest blank (mid-grey, 0 in [-1, 1], the
+  value of a dropped reference, :data:`models.guidance.NULL_VALUE`) or, half the time, another training image.
+
+Views are float32 (H, W, 3) arrays in [-1, 1], so that a blank is exactly 0. ``crop_zoom`` also makes the
+evaluation protocol's multi-reference setting (:mod:`data.protocol`), on uint8 images.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .tps import TPSParams
+
+KINDS = ("tps", "mirror", "crop", "partial")
+#: The side of a crop, and of a partial view's kept rectangle, as a fraction of the image side: U(low, high).
+REGION = (0.4, 0.7)
+
+
+def signed(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 in [-1, 1] (the values :func:`utils.images.to_tensor` gives)."""
+    return img.astype(np.float32) / 127.5 - 1.0
+
+
+def crop_zoom(img: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` square of ``img`` at (``top``, ``left``) resized (bilinearly) to the image's size."""
+    h, w = img.shape[:2]
+    return cv2.resize(img[top:top + side, left:left + side], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def random_square(rng: np.random.Generator, h: int, w: int) -> tuple[int, int, int]:
+    """(top, left, side) of a square of U(``REGION``) of the short side, placed uniformly inside the image."""
+    side = max(1, int(round(rng.uniform(*REGION) * min(h, w))))
+    return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1)), side
+
+
+def partial_view(img: np.ndarray, rng: np.random.Generator, fill: np.ndarray | None = None) -> np.ndarray:
+    """``img`` with only a rectangle of U(``REGION``) of each side kept in place; elsewhere ``fill`` (None: 0)."""
+    h, w = img.shape[:2]
+    rh, rw = (max(1, int(round(rng.uniform(*REGION) * s))) for s in (h, w))
+    top, left = int(rng.integers(h - rh + 1)), int(rng.integers(w - rw + 1))
+    out = np.zeros_like(img) if fill is None else fill.copy()
+    out[top:top + rh, left:left + rw] = img[top:top + rh, left:left + rw]
+    return out
+
+
+@dataclass(frozen=True)
+class ReferenceViews:
+    """Up to ``most`` views of a training target, their kinds drawn from ``kinds`` (``most`` = 1: off, the single
+    reference of :class:`data.dataset.TrainDataset` is drawn as before)."""
+
+    most: int = 1
+    kinds: tuple[str, ...] = KINDS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.most, bool) or not isinstance(self.most, int) or self.most < 1:
+            raise ValueError(f"references_max must be a whole number >= 1 (1: one reference), got {self.most!r}")
+        if not self.kinds or not set(self.kinds) <= set(KINDS):
+            raise ValueError(f"reference view kinds must be some of {', '.join(KINDS)}, got {self.kinds!r}")
+
+    def draw(self, target: np.ndarray, rng: np.random.Generator, tps: TPSParams,
+             other: Callable[[], np.ndarray] | None = None) -> list[np.ndarray]:
+        """K ~ U{1..most} views of the uint8 ``target``, float32 in [-1, 1]; ``other`` loads another training
+        image (uint8) for partial views (None: always blank)."""
+        image = signed(target)
+        views = []
+        for _ in range(int(rng.integers(1, self.most + 1))):
+            kind = self.kinds[int(rng.integers(len(self.kinds)))]
+            if kind == "tps":
+                views.append(tps.apply(image, rng))
+            elif kind == "mirror":
+                views.append(np.ascontiguousarray(image[:, ::-1]))
+            elif kind == "crop":
+                views.append(crop_zoom(image, *random_square(rng, *image.shape[:2])))
+            else:
+                fill = signed(other()) if other is not None and rng.random() < 0.5 else None
+                views.append(partial_view(image, rng, fill))
+        return views

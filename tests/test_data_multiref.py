@@ -1,0 +1,160 @@
+"""Several references per sketch, data side: the training views (count, shared hue turn, padding) and the
+protocol's multi-reference setting (reproducible, one region per reference)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.collate import collate_references
+from data.datamodule import ColorizationDataModule
+from data.dataset import Pipeline, TrainDataset
+from data.folder import load_square, scan_folder
+from data.protocol import MULTI_CROP, image_seed, multi_angle, multi_item, multi_regions, recolour_angle
+from data.reference_views import ReferenceViews, partial_view
+from data.sampler import sample_seed
+from data.synthetic import render_face
+from utils.chroma import rotate_chroma
+from utils.errors import UserError
+from utils.eval_layout import MULTI_COUNT
+from utils.images import save_image, to_tensor, to_uint8
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    for i in range(10):
+        save_image(render_face(300 + i, 32), root / f"face_{i:02d}.png")
+    return root
+
+
+def make(root: Path, **kwargs) -> ColorizationDataModule:
+    return ColorizationDataModule(str(root), **{**dict(size=24, batch_size=6, num_workers=0, val_count=4), **kwargs})
+
+
+# -- training views -----------------------------------------------------------------------------------------------
+
+
+def test_views_come_in_counts_of_one_to_the_most_padded_and_masked(faces):
+    dm = make(faces, references_max=3)
+    dm.setup("fit")
+    counts = []
+    for _, batch in zip(range(4), dm.train_dataloader()):
+        refs, mask = batch["references"], batch["ref_mask"]
+        assert refs.shape[:3] == (6, mask.shape[1], 3) and mask.dtype == torch.bool
+        assert mask[:, 0].all() and mask.shape[1] == mask.sum(1).max()  # K: the batch's largest count
+        assert torch.equal(refs[:, 0], batch["reference"])  # the single-reference path sees the first
+        assert (refs[~mask] == 0).all()  # padding is zeros, masked out
+        assert all(refs[i, k].std() > 0 for i, k in mask.nonzero().tolist())  # real views are images
+        counts += mask.sum(1).tolist()
+    assert set(counts) == {1, 2, 3}
+    with pytest.raises(UserError, match="references_max"):
+        make(faces, references_max=0)
+
+
+def test_collate_pads_each_item_to_the_largest_count():
+    items = [{"target": torch.full((3, 2, 2), float(i)), "name": f"n{i}", "references": torch.ones(k, 3, 2, 2)}
+             for i, k in enumerate((2, 1, 3))]
+    batch = collate_references(items)
+    assert batch["references"].shape == (3, 3, 3, 2, 2) and batch["name"] == ["n0", "n1", "n2"]
+    assert batch["ref_mask"].tolist() == [[True, True, False], [True, False, False], [True, True, True]]
+    assert torch.equal(batch["references"].flatten(2).mean(2), batch["ref_mask"].float())
+    assert "references" in items[0]  # the items are left as they were
+
+
+def test_hue_turn_is_shared_by_the_target_and_all_of_its_views(faces):
+    """Mirror views (no resampling) of a turned target are exactly the mirrored target; the angle that turns the
+    target back to the image (searched on a 2-degree grid; gamut clipping keeps it from being exact) turns each
+    view back to the mirrored image."""
+    entries = scan_folder(faces)
+    pipeline = Pipeline(size=24, views=ReferenceViews(3, kinds=("mirror",)), colour_rotation=1.0)
+    dataset = TrainDataset(entries, pipeline, seed=0)
+    angles = np.linspace(0, 2 * np.pi, 181)
+
+    def turn_back(img: np.ndarray, original: np.ndarray) -> np.ndarray:  # mean error of each angle's turn back
+        return np.array([np.abs(rotate_chroma(img, -a).astype(float) - original).mean() for a in angles])
+
+    for position in range(3):
+        item = dataset[(position, position)]
+        original = load_square(entries[position].path, 24)
+        errors = turn_back(to_uint8(item["target"]), original)
+        assert errors.min() < 0.4 * errors[0]  # turned, and turned back
+        for view in item["references"]:
+            assert torch.equal(view, item["target"].flip(-1))
+            assert np.argmin(turn_back(to_uint8(view), original[:, ::-1])) == np.argmin(errors)
+
+
+def test_view_kinds_and_partial_views():
+    img = render_face(3, 32).astype(np.float32) / 127.5 - 1
+    blank = partial_view(img, np.random.default_rng(0))
+    kept = (blank == img).all(axis=2)
+    rows, cols = np.nonzero(kept)
+    box = kept[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert box.all() and 0.4 * 32 - 1 <= box.shape[0] <= 0.7 * 32 + 1  # one rectangle of the image, in place
+    assert (blank[~kept] == 0).all()  # the rest exactly the null value
+    other = np.full_like(img, 0.5)
+    filled = partial_view(img, np.random.default_rng(0), other)
+    assert np.array_equal(filled[kept], img[kept]) and (filled[~kept] == 0.5).all()
+    tps = Pipeline().tps
+    for kind in ("tps", "mirror", "crop", "partial"):
+        views = ReferenceViews(4, kinds=(kind,)).draw(render_face(3, 32), np.random.default_rng(1), tps)
+        assert 1 <= len(views) <= 4 and all(v.shape == img.shape and v.dtype == np.float32 for v in views)
+        assert all(not np.allclose(v, img) for v in views)  # none lines up with the target
+    with pytest.raises(ValueError, match="kinds"):
+        ReferenceViews(2, kinds=("rotate",))
+
+
+def test_default_options_draw_the_single_reference_as_before(faces):
+    """references_max 1 (the default) draws nothing new: the item's sketch and reference are the XDoG and TPS
+    draws of its own stream, in that order, and the loader collates with PyTorch's default."""
+    dm = make(faces)
+    dm.setup("fit")
+    entry = dm.train_set.entries[2]
+    item = dm.train_set[(2, 5)]
+    rng = np.random.default_rng(sample_seed(0, 5))
+    image = load_square(entry.path, 24)
+    sketch = dm.xdog.apply(image, rng)
+    assert torch.equal(item["sketch"], to_tensor(sketch))
+    assert torch.equal(item["reference"], to_tensor(dm.tps.apply(image, rng)))
+    assert set(item) == {"target", "sketch", "reference", "name", "seed"}
+    assert dm.train_dataloader().collate_fn is torch.utils.data.default_collate
+
+
+# -- the protocol's multi-reference setting -----------------------------------------------------------------------
+
+
+def test_multi_item_is_reproducible_and_each_reference_shows_another_band():
+    face = render_face(7, 48)
+    seed = image_seed("face", 0)
+    target, refs = multi_item(face, seed)
+    again = multi_item(face, seed)
+    assert np.array_equal(target, again[0]) and all(np.array_equal(a, b) for a, b in zip(refs, again[1]))
+    other = multi_item(face, image_seed("face", 1))
+    assert not np.array_equal(target, other[0]) and not np.array_equal(refs[0], other[1][0])
+    assert len(refs) == MULTI_COUNT and all(r.shape == face.shape and r.dtype == np.uint8 for r in refs)
+    assert np.array_equal(target, rotate_chroma(face, multi_angle(seed)))  # the answer: the image turned
+    assert multi_angle(seed) != recolour_angle(seed)  # a stream of its own
+    regions = multi_regions(48, 48, seed)
+    tops = [top for top, _, _ in regions]
+    assert tops == sorted(tops) and len(set(tops)) == MULTI_COUNT  # top, middle, bottom
+    assert tops[0] <= 0.05 * 48 + 1 and tops[-1] + regions[-1][2] >= 0.95 * 48 - 1
+    for top, left, side in regions:
+        assert MULTI_CROP[0] * 48 - 1 <= side <= MULTI_CROP[1] * 48 + 1 and 0 <= left <= 48 - side
+    for a in range(MULTI_COUNT):
+        for b in range(a + 1, MULTI_COUNT):
+            assert np.abs(refs[a].astype(float) - refs[b]).mean() > 5
+    assert all(np.abs(r.astype(float) - target).mean() > 5 for r in refs)  # nothing lines up with the sketch
+
+
+def test_the_test_set_holds_the_multi_setting_only_when_asked(faces):
+    plain, multi = make(faces, batch_size=4), make(faces, batch_size=4, test_multi=True)
+    for dm in (plain, multi):
+        dm.setup("fit")
+        dm.setup("test")
+    a, b = next(iter(plain.test_dataloader())), next(iter(multi.test_dataloader()))
+    assert plain.test_set is plain.val_set and "references_multi" not in a
+    assert set(b) - set(a) == {"references_multi", "ref_mask_multi", "target_multi"}
+    assert b["references_multi"].shape == (4, MULTI_COUNT, 3, 24, 24) and b["ref_mask_multi"].all()
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "name") and a["name"] == b["name"]
