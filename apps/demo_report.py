@@ -18,6 +18,11 @@ ground truth's are turned together and the reference is mirrored, so PSNR agains
 following the reference by content, and neither a paste nor the data set's usual colours score (``original_colours``:
 the untouched image scored against the turned one). The baselines are the input reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
+When the folder holds the multi-reference setting (``test --model.test_settings`` with multi), ``metrics.json``
+also has "multi": {"model", "best_single", "pasted": {psnr, ssim, flat_noise, flat_noise_target,
+colour_distance}, "target_colour_distance"}: the model given all K references, the best of it given each one alone,
+and the references' per-pixel mean, scored against the turned ground truth; colour distances are to the pixels of
+the K references pooled (:func:`utils.metrics.pooled_colour_distance`).
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import torch
 
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
-from utils.eval_layout import INPUT_FOLDERS, SETTINGS, reference_folder, truth_folder
+from utils.eval_layout import (INPUT_FOLDERS, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS, MULTI_TRUTH,
+                               SETTINGS, reference_folder, truth_folder)
 from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
@@ -63,6 +69,25 @@ def colour_scores(reference_dir: Path, fake_dir: Path) -> float:
     return metrics.summarize(values)["mean"]
 
 
+def multi_scores(outputs: Path) -> dict:
+    """The multi-reference setting's outputs and baselines against the turned ground truth, with their colour
+    distance to the pooled references (and the ground truth's own)."""
+    truth = outputs / MULTI_FOLDERS[MULTI_TRUTH]
+    names = [pair.name for pair in match_pairs(truth, truth)]
+
+    def load(folder: Path) -> torch.Tensor:  # uint8 (N, 3, H, W)
+        return torch.stack([torch.from_numpy(load_rgb(folder / f"{name}.png")).permute(2, 0, 1) for name in names])
+
+    references = torch.stack([load(outputs / MULTI_FOLDERS[key]) for key in MULTI_REFERENCE_KEYS], dim=1)
+
+    def colours(folder: Path) -> float:
+        return metrics.summarize(metrics.pooled_colour_distance(references, load(folder)).tolist())["mean"]
+
+    scores = {who: {**paired_scores(truth, outputs / folder), "colour_distance": colours(outputs / folder)}
+              for who, folder in zip(("model", "best_single", "pasted"), MULTI_OUTPUTS)}
+    return {**scores, "target_colour_distance": colours(truth)}
+
+
 def report(outputs: Path) -> dict:
     missing = [name for name in FOLDERS if not (outputs / name).is_dir()]
     if missing:
@@ -71,7 +96,7 @@ def report(outputs: Path) -> dict:
     model = {key: {**paired_scores(outputs / truth_folder(key), outputs / key),
                    "colour_distance": colour_scores(outputs / reference_folder(key), outputs / key)}
              for key in SETTINGS}
-    return {
+    result = {
         "model": model,
         "target_colour_distance": {key: colour_scores(outputs / reference_folder(key), outputs / truth_folder(key))
                                    for key in SETTINGS},
@@ -85,6 +110,9 @@ def report(outputs: Path) -> dict:
                                  "colour_distance": colour_scores(outputs / "reference_recolour", gt)},
         },
     }
+    if all((outputs / name).is_dir() for name in (*MULTI_OUTPUTS, *MULTI_FOLDERS.values())):
+        result["multi"] = multi_scores(outputs)
+    return result
 
 
 def grid(outputs: Path, rows: int = 8) -> torch.Tensor:
@@ -142,6 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"recolouring (known answer; PSNR / SSIM against the turned ground truth, colour distance to the reference): "
           f"{scored(result['model']['recolour'])}; the original colours: {scored(base['original_colours'])}; "
           f"the mirrored reference itself: {scored(base['reference']['recolour'])}")
+    if "multi" in result:
+        multi = result["multi"]
+        print(f"multi-reference (known answer; PSNR / SSIM, colour distance to the pooled references): all "
+              f"references {scored(multi['model'])}; the best single one {scored(multi['best_single'])}; "
+              f"their mean pasted {scored(multi['pasted'])}")
     copy = result["cross_copy"]
     print(f"cross outputs against their reference (PSNR / SSIM; higher = a paste of it): "
           f"{copy['model']['psnr']:.2f} / {copy['model']['ssim']:.3f}; the targets' own: "

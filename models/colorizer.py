@@ -21,7 +21,7 @@ from .checkpoint import class_path, load_colorizer, spec
 from .controls import INIT_KINDS, has_warp, initial_image
 from .denoiser import Cond, Denoiser
 from .ema import ema_update
-from .evaluation import EvaluationMixin
+from .evaluation import EvaluationMixin, TestSetting, batch_cond, check_test_settings
 from .guidance import drop_conditions
 from .samplers import get_sampler
 from .sampling import check_pairing, sample
@@ -50,6 +50,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
         grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).
+        test_settings: the protocol settings ``test`` scores; "multi" (with ``--data.test_multi``) samples 1 + K times.
         guidance_ssim_scale: SSIM guidance step s of ``test`` (0: off; :data:`models.ssim_guidance.DEFAULT_SCALE` is
             the value measured on the 64 px demo).
         guidance_target: "sketch" (XDoG of the prediction vs the input sketch) or "gt" (an oracle for analysis:
@@ -87,6 +88,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         grid_every_n_epochs: int = 1,
         grid_images: int = 8,
         test_output_dir: str | None = None,
+        test_settings: list[TestSetting] = ["same", "cross", "recolour"],  # noqa: B006 - never mutated
         guidance_ssim_scale: float = 0.0,
         guidance_target: str = "sketch",
         realism: float = 0.0,
@@ -107,6 +109,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         check_pairing(schedule, sampler, grid)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)
+        check_test_settings(test_settings)
         if not 0.0 <= realism <= 1.0:
             raise ValueError(f"realism must be in [0, 1], got {realism}")
         if sigma_start is not None and sigma_start <= 0:
@@ -205,7 +208,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
                             "--data.hint_points" if self.denoiser.takes_hints else
                             "the data draws colour hints (--data.hint_points) but the network has no hint channels: "
                             "use configs/variants/hints.yaml (in_channels 11)")
-        cond = drop_conditions(Cond(batch["sketch"], batch["reference"], batch.get("hints")),
+        cond = drop_conditions(batch_cond(batch),
                                self.hparams.p_drop_sketch, self.hparams.p_drop_reference, uniform=uniform)
         sigma = sigma.view(-1, 1, 1, 1)
         denoised = self.denoiser(self.schedule.corrupt(y, sigma, noise, cond), sigma, cond)

@@ -1,23 +1,53 @@
 """Validation and test of the LightningModule family: metrics, image grids in the logger, and the test folders
-(outputs for the three reference settings of :mod:`data.protocol` plus the inputs, so that a test folder is a
-complete evaluation set).
+(outputs for the reference settings of :mod:`data.protocol` that ``test_settings`` names, plus the inputs, so that
+a test folder is a complete evaluation set).
+
+The multi-reference setting (opt-in) samples once with all K references, and scores two baselines next to it:
+the best single reference (the model sampled once per reference with that one alone; per image the output of best
+PSNR is kept, an oracle choice among K) and the references pasted (their per-pixel mean as the output, no model).
+Its colour distance is to the pixels of the K references pooled.
 
 :class:`EvaluationMixin` expects the module to provide ``sample`` and the hyperparameters ``grid_images``,
-``grid_every_n_epochs``, ``test_output_dir``, ``guidance_ssim_scale`` and ``guidance_target``.
+``grid_every_n_epochs``, ``test_output_dir``, ``guidance_ssim_scale``, ``guidance_target`` and ``test_settings``.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from utils import metrics
-from utils.eval_layout import INPUT_FOLDERS, SETTINGS
-from utils.errors import UserError
+from utils.eval_layout import (INPUT_FOLDERS, MULTI, MULTI_FOLDERS, MULTI_MASK, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS,
+                               MULTI_REFERENCES, MULTI_TRUTH, SETTINGS)
+from utils.errors import OptionError, UserError
 from utils.images import image_grid, quantize, save_image
 
 from .denoiser import Cond
 from .ssim_guidance import is_oracle, ssim_guide
+
+
+#: The settings ``test`` can score, and those it scores by default (multi samples 1 + K times per image: opt-in).
+TEST_SETTINGS = (*SETTINGS, MULTI)
+TestSetting = Literal[TEST_SETTINGS]
+DEFAULT_TEST_SETTINGS = list(SETTINGS)
+
+
+def check_test_settings(settings: list[str]) -> None:
+    """Refuse an empty, repeating or unknown list of test settings."""
+    if not settings or len(set(settings)) != len(settings) or not set(settings) <= set(TEST_SETTINGS):
+        raise OptionError("test_settings", f"must be a non-empty list of distinct settings among "
+                          f"{', '.join(TEST_SETTINGS)}, got {list(settings)!r}")
+
+
+def batch_cond(batch: dict, reference: str = "reference", references: str = "references",
+               mask: str = "ref_mask") -> Cond:
+    """The conditioning of a batch: its sketch, its colour hints if any, and ``batch[references]``
+    [B, K, 3, H, W] with ``batch[mask]`` [B, K] where the batch holds several references (:mod:`data.collate`),
+    else ``batch[reference]`` [B, 3, H, W]."""
+    if references in batch:
+        return Cond(batch["sketch"], batch[references], batch.get("hints"), batch.get(mask))
+    return Cond(batch["sketch"], batch[reference], batch.get("hints"))
 
 
 class EvaluationMixin:
@@ -30,8 +60,7 @@ class EvaluationMixin:
                 "flat_noise": metrics.flat_noise(t, p)[0].float()}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        cond = Cond(batch["sketch"], batch["reference"])
-        out = self.sample(cond, seed=batch_idx)
+        out = self.sample(batch_cond(batch), seed=batch_idx)
         scores = self.quality(out, batch["target"])
         n = out.shape[0]
         self.log("val/psnr", scores["psnr"].mean(), prog_bar=True, batch_size=n, sync_dist=True)
@@ -66,32 +95,79 @@ class EvaluationMixin:
             root = Path(log_dir or self.trainer.default_root_dir) / "test_outputs"
         return root.with_name(root.name + "-oracle") if self.oracle else root
 
+    def test_settings(self) -> list[str]:
+        return list(self.hparams.get("test_settings", DEFAULT_TEST_SETTINGS))
+
+    def output_folders(self) -> list[str]:
+        """The output sub-folders ``test`` writes."""
+        settings = self.test_settings()
+        return [s for s in settings if s != MULTI] + (list(MULTI_OUTPUTS) if MULTI in settings else [])
+
     def on_test_start(self) -> None:
         root = self.test_output_root()
-        clash = [d for d in SETTINGS if (root / d).is_dir() and any((root / d).iterdir())]
+        clash = [d for d in self.output_folders() if (root / d).is_dir() and any((root / d).iterdir())]
         if clash:
             raise UserError(f"test output folder {root} already holds results ({', '.join(clash)}); "
                             "pass another --model.test_output_dir or remove it")
 
+    def write_and_score(self, setting: str, out: torch.Tensor, batch: dict, target: str,
+                        colour_distance: torch.Tensor) -> None:
+        """Save a setting's outputs under its folder and log their scores against ``batch[target]``, with the
+        colour distance to what they were given (Delta E)."""
+        for name, img in zip(batch["name"], out):
+            save_image(img, self.test_output_root() / setting / f"{name}.png")
+        scores = {**self.quality(out, batch[target]), "colour_distance": colour_distance.float()}
+        prefix = "test_oracle" if self.oracle else "test"
+        for metric, values in scores.items():
+            values = values[~values.isnan()]  # flat_noise: images without flat regions do not count
+            if len(values):
+                self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=len(values), sync_dist=True)
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         root = self.test_output_root()
         prefix = "test_oracle" if self.oracle else "test"
-        for setting, (key, target) in SETTINGS.items():
+        settings = self.test_settings()
+        if MULTI in settings and MULTI_REFERENCES not in batch:
+            raise UserError("test setting 'multi' needs the multi-reference test arrays: pass --data.test_multi true")
+        for setting in settings:
+            if setting == MULTI:
+                self.test_multi(batch, batch_idx)
+                continue
+            key, target = SETTINGS[setting]
             guide = self.sampling_guide(batch, target)
-            out = self.sample(Cond(batch["sketch"], batch[key]), seed=batch_idx, guide=guide)
-            for name, img in zip(batch["name"], out):
-                save_image(img, root / setting / f"{name}.png")
-            scores = self.quality(out, batch[target])
+            out = self.sample(batch_cond(batch, key), seed=batch_idx, guide=guide)
             # Colour transfer: how far the output's colours are from the reference it was given (Delta E).
-            scores["colour_distance"] = metrics.colour_distance(quantize(batch[key]), quantize(out)).float()
-            for metric, values in scores.items():
-                values = values[~values.isnan()]  # flat_noise: images without flat regions do not count
-                if len(values):
-                    self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=len(values), sync_dist=True)
+            self.write_and_score(setting, out, batch, target,
+                                 metrics.colour_distance(quantize(batch[key]), quantize(out)))
             if batch_idx == 0:
                 self.log_grid(f"{prefix}/{setting}_grid", {**batch, "reference": batch[key], "target": batch[target]},
                               out)
         # The inputs too, so that the folder is a complete evaluation set (and the trivial baselines can be scored).
-        for key, folder in INPUT_FOLDERS.items():
-            for name, img in zip(batch["name"], batch[key]):
+        inputs = {folder: batch[key] for key, folder in INPUT_FOLDERS.items()}
+        if MULTI in settings:
+            inputs[MULTI_FOLDERS[MULTI_TRUTH]] = batch[MULTI_TRUTH]
+            inputs.update(zip((MULTI_FOLDERS[k] for k in MULTI_REFERENCE_KEYS), batch[MULTI_REFERENCES].unbind(1)))
+        for folder, images in inputs.items():
+            for name, img in zip(batch["name"], images):
                 save_image(img, root / folder / f"{name}.png")
+
+    def test_multi(self, batch: dict, batch_idx: int) -> None:
+        """The multi-reference setting and its two baselines (module docstring); the protocol's sets of references
+        have no padding."""
+        references, truth = batch[MULTI_REFERENCES], batch[MULTI_TRUTH]
+        given = quantize(references)
+
+        def score(setting: str, out: torch.Tensor) -> None:
+            self.write_and_score(setting, out, batch, MULTI_TRUTH, metrics.pooled_colour_distance(given, quantize(out)))
+
+        guide = self.sampling_guide(batch, MULTI_TRUTH)
+        score(MULTI, self.sample(batch_cond(batch, references=MULTI_REFERENCES, mask=MULTI_MASK), seed=batch_idx,
+                                 guide=guide))
+        # (a) each reference alone (the same noise): per image, the output of best PSNR
+        singles = torch.stack([self.sample(Cond(batch["sketch"], references[:, k]), seed=batch_idx, guide=guide)
+                               for k in range(references.shape[1])], dim=1)
+        psnr = torch.stack([self.quality(singles[:, k], truth)["psnr"] for k in range(singles.shape[1])], dim=1)
+        best = psnr.argmax(dim=1).to(singles.device)
+        score(MULTI_OUTPUTS[1], singles[torch.arange(len(best), device=singles.device), best])
+        # (b) the references pasted: their per-pixel mean is the output
+        score(MULTI_OUTPUTS[2], references.mean(dim=1))

@@ -27,7 +27,7 @@ from utils.weights import LPIPS_TRUNKS, build_clip_image_encoder, build_lpips
 
 from .checkpoint import Checkpoint, build_parts, class_path, load_weights, read_checkpoint
 from .colorizer import DiffusionColorizer
-from .denoiser import Cond
+from .evaluation import batch_cond
 from .samplers import sample_euler_diff
 from .schedules import sampler_grid
 
@@ -160,7 +160,7 @@ class TrajectoryRefiner(DiffusionColorizer):
             noise = torch.randn(y.shape, generator=generator).to(y)
         else:  # the sample's own stream, as in pretraining
             noise = self.training_draws(batch)[1]
-        cond = Cond(batch["sketch"], batch["reference"], batch.get("hints"))
+        cond = batch_cond(batch)
         return sample_euler_diff(self.denoiser, noise * sigmas[0], sigmas, cond,
                                  checkpointing=self.hparams.checkpointing, grad_last_k=self.hparams.grad_last_k)
 

@@ -1,5 +1,5 @@
-"""Several references per sketch, data side: the training views (count, shared hue turn, padding) and the
-protocol's multi-reference setting (reproducible, one region per reference)."""
+"""Several references per sketch, data and evaluation side: the training views (count, shared hue turn, padding),
+the protocol's multi-reference setting (reproducible, one region per reference) and its scoring in ``test``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +16,10 @@ from data.protocol import MULTI_CROP, image_seed, multi_angle, multi_item, multi
 from data.reference_views import ReferenceViews, partial_view
 from data.sampler import sample_seed
 from data.synthetic import render_face
+from conftest import tiny_colorizer
 from utils.chroma import rotate_chroma
 from utils.errors import UserError
-from utils.eval_layout import MULTI_COUNT
+from utils.eval_layout import MULTI_COUNT, MULTI_FOLDERS, MULTI_OUTPUTS
 from utils.images import save_image, to_tensor, to_uint8
 
 
@@ -158,3 +159,71 @@ def test_the_test_set_holds_the_multi_setting_only_when_asked(faces):
     assert set(b) - set(a) == {"references_multi", "ref_mask_multi", "target_multi"}
     assert b["references_multi"].shape == (4, MULTI_COUNT, 3, 24, 24) and b["ref_mask_multi"].all()
     assert all(torch.equal(a[k], b[k]) for k in a if k != "name") and a["name"] == b["name"]
+
+
+# -- scoring in test ----------------------------------------------------------------------------------------------
+
+
+def test_test_settings_are_validated_in_one_line():
+    for bad in (["same", "bogus"], [], ["same", "same"]):
+        with pytest.raises(ValueError, match="test_settings") as err:
+            tiny_colorizer(test_settings=bad)
+        assert "\n" not in str(err.value) and isinstance(err.value, UserError)
+
+
+def _stub_test(model, batch, root: Path) -> dict[str, float]:
+    """Run ``test_step`` outside a trainer, recording what it logs."""
+    logged: dict[str, float] = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    model.hparams.test_output_dir = str(root)
+    model.test_step(batch, 0)
+    return logged
+
+
+def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp_path):
+    dm = make(faces, batch_size=4, test_multi=True)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    model = tiny_colorizer(test_settings=["same", "multi"])
+    # a stand-in sampler: given one reference, that reference; given several, their mean
+    model.sample = lambda cond, **kw: cond.reference.mean(1) if cond.reference.dim() == 5 else cond.reference
+    logged = _stub_test(model, batch, tmp_path / "out")
+    for setting in MULTI_OUTPUTS:
+        for metric in ("psnr", "ssim", "colour_distance"):
+            assert f"test/{setting}/{metric}" in logged
+        assert len(list((tmp_path / "out" / setting).glob("*.png"))) == 4
+    for folder in MULTI_FOLDERS.values():
+        assert len(list((tmp_path / "out" / folder).glob("*.png"))) == 4
+    assert not (tmp_path / "out" / "cross").exists() and "test/cross/psnr" not in logged
+    assert logged["test/multi/psnr"] == logged["test/multi_pasted/psnr"]  # the stand-in pastes the mean
+    refs, truth = batch["references_multi"], batch["target_multi"]
+    per_ref = torch.stack([model.quality(refs[:, k], truth)["psnr"] for k in range(MULTI_COUNT)], 1)
+    assert logged["test/multi_best_single/psnr"] == pytest.approx(per_ref.max(1).values.mean().item(), rel=1e-6)
+    assert logged["test/multi_best_single/psnr"] > per_ref.mean().item()  # the best of three, per image
+    # without the multi arrays: one line that says which data option to pass
+    plain = {k: v for k, v in batch.items() if "multi" not in k}
+    with pytest.raises(UserError, match="--data.test_multi"):
+        _stub_test(model, plain, tmp_path / "again")
+
+
+def test_multi_runs_a_network_that_takes_several_references(faces, tmp_path, one_thread):
+    """The real sampler with a correspondence-warp network: the set differs from each reference alone."""
+    from models.colorizer import DiffusionColorizer
+    from models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2, ref_warp=1)
+    model = DiffusionColorizer(net=net, steps=2, sampler="euler", test_settings=["multi"]).eval()
+    for p in model.ema.parameters():  # a "trained" EMA: every path non-zero
+        torch.nn.init.normal_(p, std=0.05)
+    dm = make(faces, size=16, batch_size=2, test_multi=True)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        logged = _stub_test(model, batch, tmp_path / "out")
+    assert np.isfinite(logged["test/multi/psnr"]) and logged["test/multi/psnr"] != logged["test/multi_best_single/psnr"]
+    # training on several references: the loss of a padded batch
+    dm = make(faces, size=16, batch_size=3, references_max=3)
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert torch.isfinite(model.denoising_loss(train))

@@ -166,6 +166,12 @@ def colour_distance(reference: torch.Tensor, fake: torch.Tensor) -> torch.Tensor
     return sliced_wasserstein(to_lab(reference), to_lab(fake))
 
 
+def pooled_colour_distance(references: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """:func:`colour_distance` of ``fake`` (B, 3, H, W) to the pixels of its K ``references`` (B, K, 3, H, W)
+    pooled into one distribution (the colours of a set of references, each holding part of them)."""
+    return colour_distance(references.permute(0, 2, 3, 1, 4).flatten(3), fake)
+
+
 def lpips_distance(real: torch.Tensor, fake: torch.Tensor, lpips_net: nn.Module) -> torch.Tensor:
     """LPIPS per image pair, shape (B,), with a network from ``utils.weights.build_lpips`` (input in [-1, 1])."""
     with torch.no_grad():
