@@ -1,8 +1,9 @@
 """Colorize sketches with a trained checkpoint.
 
-    python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE|DIR --out DIR [--steps N]
+    python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE|DIR --out DIR|FILE.png [--seeds 0-3]
 
-The logic lives in :mod:`apps.colorize`; ``python colorize.py --help`` explains every option.
+The logic lives in :mod:`apps.colorize` (files) and :mod:`apps.colorizer` (the loaded model, also the Python API);
+``python colorize.py --help`` explains every option.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from models.ssim_guidance import DEFAULT_SCALE, check_scale, ssim_guide
 from utils.cpu import use_all_cores
 from utils.errors import UserError, exit_on_user_error, listing
-from apps.colorize import INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions, colorize, default_trajectory_dir
+from apps.colorize import colorize, default_trajectory_dir, parse_seeds
+from apps.colorizer import GRIDS, INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions
 
 DESCRIPTION = """\
 Colorize line-art sketches with the colours of a reference image, using a checkpoint written by pretrain.py or
@@ -21,7 +23,9 @@ finetune.py (its EMA weights).
 
 Pairing: --sketch is one image or a folder (searched recursively). --reference is one image (used for every
 sketch) or a folder whose files are paired with the sketches by name (path relative to the folder without the
-extension; a missing name is an error). Each output is OUT/<name>.png, named after its sketch.
+extension; a missing name is an error). Each output is OUT/<name>.png, named after its sketch; with one sketch file,
+--out FILE.png writes that file. --seeds makes one output per seed, named by it: OUT/<name>_seed<S>.png
+(FILE_seed<S>.png); each is the file a run with --seed S writes.
 
 Sizes: any input size works. The model runs at its training size: the `size` saved in the checkpoint
 (datamodule_hyper_parameters, written by LightningCLI) or --size when given (needed only for checkpoints that do not
@@ -40,6 +44,8 @@ training sketches were made. --sketch-type sketch|image overrides the detection.
 EPILOG = """\
 examples:
   python colorize.py --checkpoint last.ckpt --sketch sketch.png --reference ref.jpg --out results/
+  python colorize.py --checkpoint last.ckpt --sketch sketch.png --reference ref.jpg --out face.png --seeds 0-3
+  python colorize.py --checkpoint last.ckpt --sketch sketches/ --reference ref.jpg --out out/ --grid edm
   python colorize.py --checkpoint last.ckpt --sketch test/sketch --reference test/reference_cross --out out/cross
   python colorize.py --checkpoint last.ckpt --sketch photos/ --reference ref.png --out out/ --save-trajectory
   python colorize.py --checkpoint last.ckpt --sketch s.png --reference ref.png --out out/ --realism 0.5
@@ -62,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--reference", required=True, type=Path, metavar="FILE|DIR",
                     help="colour reference image (for every sketch) or a folder of references paired with the sketch "
                     "folder by name")
-    io.add_argument("--out", required=True, type=Path, metavar="DIR",
-                    help="output folder (created); outputs are <name>.png")
+    io.add_argument("--out", required=True, type=Path, metavar="DIR|FILE.png",
+                    help="output folder (created; outputs are <name>.png), or with one --sketch file the output file "
+                    "(with --seeds: FILE_seed<S>.png per seed)")
     io.add_argument("--overwrite", action="store_true", help="replace existing output files (without it, existing "
                     "files are an error, checked before any work)")
     io.add_argument("--sketch-type", choices=SKETCH_TYPES, default="auto", help="auto: detect (rule above); sketch: "
@@ -85,7 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--sampler", choices=INFERENCE_SAMPLERS,
                           help="euler_ancestral (stochastic), euler, heun, dpmpp_2m (ODE solvers) or cold (the cold "
                                "baseline's); default: the checkpoint's")
-    sampling.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the initial noise (default 0)")
+    sampling.add_argument("--grid", choices=GRIDS, help="the noise levels the sampler visits: phi, the schedule's "
+                          "own grid (evenly spaced in phi for a phi model); edm, EDM's rho grid over the same sigma "
+                          "range (Karras et al. 2022, eq. 5); default: the checkpoint's")
+    sampling.add_argument("--rho", type=float, metavar="R", help="rho of --grid edm (default: the checkpoint's, 7)")
+    sampling.add_argument("--seed", type=int, metavar="N", help="seed of the initial noise (default 0)")
+    sampling.add_argument("--seeds", metavar="SPEC", help="several samples per sketch, one file per seed named "
+                          "<name>_seed<S>.png: 0-3, 0,2,5 or 7 (ranges and lists combine: 0-3,7); the file of seed S "
+                          "is the one --seed S writes")
     sampling.add_argument("--batch-size", type=int, default=8, metavar="N", help="sketches per batch (default 8)")
     sampling.add_argument("--device", metavar="cpu|cuda", help="cpu or cuda (default: cuda when available)")
 
@@ -132,7 +146,8 @@ def guide_factory(args: argparse.Namespace):
 def options_from_args(args: argparse.Namespace) -> ColorizeOptions:
     return ColorizeOptions(
         steps=args.steps, sampler=args.sampler, guidance_sketch=args.guidance_sketch,
-        guidance_reference=args.guidance_reference, seed=args.seed, batch_size=args.batch_size, size=args.size,
+        guidance_reference=args.guidance_reference, grid=args.grid, rho=args.rho, seed=args.seed or 0,
+        seeds=parse_seeds(args.seeds) if args.seeds is not None else None, batch_size=args.batch_size, size=args.size,
         device=args.device, sketch_type=args.sketch_type, save_trajectory=args.save_trajectory,
         trajectory_frames=args.trajectory_frames, overwrite=args.overwrite, guide_factory=guide_factory(args),
         trusted_classes=tuple(args.trust_class), realism=args.realism, sigma_start=args.sigma_start,
@@ -145,11 +160,15 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.trajectory_dir is not None and not args.save_trajectory:
         raise UserError("--trajectory-dir needs --save-trajectory")
+    if args.seed is not None and args.seeds is not None:
+        raise UserError("--seed and --seeds exclude each other: pass one (--seeds 5 is --seed 5 with a _seed5 name)")
     use_all_cores()
     result = colorize(args.checkpoint, args.sketch, args.reference, args.out, options_from_args(args),
                       trajectory_dir=args.trajectory_dir)
-    print(f"model: {args.checkpoint} (EMA weights), {result.sampler} sampler, {result.steps} steps, "
-          f"{result.size}x{result.size} px ({result.size_source}), device {result.device}, seed {args.seed}")
+    grid = f"{result.grid} grid" + (f" (rho {result.rho:g})" if result.grid == "edm" else "")
+    seeds = f"seeds {args.seeds}" if args.seeds is not None else f"seed {args.seed or 0}"
+    print(f"model: {args.checkpoint} (EMA weights), {result.sampler} sampler, {result.steps} steps on the {grid}, "
+          f"{result.size}x{result.size} px ({result.size_source}), device {result.device}, {seeds}")
     if result.realism or result.sigma_start is not None:
         start = f", noise start at sigma {result.sigma_start:g} from {args.init}" if result.sigma_start is not None \
             else ""

@@ -111,11 +111,12 @@ class PreparedSketch:
     converted: bool  # the file was a colour image turned into a sketch with XDoG
 
 
-def prepare_sketch(path: Path, size: int, xdog_params: XDoGParams, sketch_type: str = "auto") -> PreparedSketch:
-    """The model-size sketch of a file; a colour image (``sketch_type`` "image", or "auto" and
+def prepare_sketch(image: Path | np.ndarray, size: int, xdog_params: XDoGParams, sketch_type: str = "auto"
+                   ) -> PreparedSketch:
+    """The model-size sketch of a file or an RGB uint8 array; a colour image (``sketch_type`` "image", or "auto" and
     :func:`looks_like_sketch` false) is resized first and then turned into a sketch with XDoG at the model size, as
     the training sketches were made."""
-    rgb = load_rgb(path)
+    rgb = image if isinstance(image, np.ndarray) else load_rgb(image)
     box = Letterbox(rgb.shape[0], rgb.shape[1], size)
     convert = sketch_type == "image" or (sketch_type == "auto" and not looks_like_sketch(rgb))
     if convert:
@@ -128,9 +129,10 @@ def prepare_sketch(path: Path, size: int, xdog_params: XDoGParams, sketch_type: 
     return PreparedSketch(sketch, box, convert)
 
 
-def prepare_reference(path: Path, size: int) -> np.ndarray:
-    """The reference as the model saw references in training: short side resized to ``size``, centre square."""
-    return resize_center_crop(load_rgb(path), size)
+def prepare_reference(image: Path | np.ndarray, size: int) -> np.ndarray:
+    """The reference (a file or an RGB uint8 array) as the model saw references in training: short side resized to
+    ``size``, centre square."""
+    return resize_center_crop(image if isinstance(image, np.ndarray) else load_rgb(image), size)
 
 
 def prepare_hints(path: Path, box: Letterbox) -> torch.Tensor:

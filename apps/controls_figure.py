@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from apps.colorize import checkpoint_xdog, initial_images  # noqa: E402
+from apps.colorizer import checkpoint_xdog, initial_images  # noqa: E402
 from apps.colorize_inputs import prepare_reference, prepare_sketch, show_hints  # noqa: E402
 from data.hints import add_patch  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402

@@ -21,7 +21,8 @@ from PIL import Image
 from utils.errors import UserError
 from utils.images import image_size, load_rgb
 
-from .colorize import INFERENCE_SAMPLERS, INIT_KINDS, ColorizeOptions, colorize
+from .colorize import colorize
+from .colorizer import GRIDS, INFERENCE_SAMPLERS, INIT_KINDS, ColorizeOptions
 
 #: Requests waiting behind the running one; more are refused with a "busy, retry" message.
 QUEUE_SIZE = 4
@@ -42,6 +43,7 @@ class PageModel:
     checkpoint: Path
     steps: int
     sampler: str
+    grid: str
     takes_hints: bool
     guidance: tuple[float, float]
 
@@ -52,7 +54,7 @@ def describe_checkpoint(checkpoint: Path) -> PageModel:
     model = build_model(read_checkpoint(checkpoint))
     hp = model.hparams
     sampler = "euler" if hp.sampler == "euler_diff" else hp.sampler
-    return PageModel(Path(checkpoint), int(hp.steps), sampler, bool(model.ema.takes_hints),
+    return PageModel(Path(checkpoint), int(hp.steps), sampler, hp.get("grid", "phi"), bool(model.ema.takes_hints),
                      (float(hp.guidance_sketch), float(hp.guidance_reference)))
 
 
@@ -86,8 +88,8 @@ def hint_layer(editor: dict | None) -> np.ndarray | None:
 
 
 def run_request(page: PageModel, sketch: str | None, reference: str | None, hints: dict | None, sampler: str,
-                steps: float, guidance_sketch: float, guidance_reference: float, guidance_ssim: float, seed: float,
-                realism: float, sigma_start: float, init: str):
+                grid: str, steps: float, guidance_sketch: float, guidance_reference: float, guidance_ssim: float,
+                seed: float, realism: float, sigma_start: float, init: str):
     """One colorization: (output, sketch seen, trajectory grid, status line)."""
     from models.ssim_guidance import check_scale, ssim_guide  # noqa: PLC0415
 
@@ -109,8 +111,9 @@ def run_request(page: PageModel, sketch: str | None, reference: str | None, hint
         check_scale(guidance_ssim, "SSIM guidance")
         scale = float(guidance_ssim)
         options = ColorizeOptions(
-            steps=int(min(max(steps, 1), MAX_STEPS)), sampler=sampler, guidance_sketch=float(guidance_sketch),
-            guidance_reference=float(guidance_reference), seed=int(seed), batch_size=1, save_trajectory=True,
+            steps=int(min(max(steps, 1), MAX_STEPS)), sampler=sampler, grid=grid,
+            guidance_sketch=float(guidance_sketch), guidance_reference=float(guidance_reference), seed=int(seed),
+            batch_size=1, save_trajectory=True,
             realism=float(realism), sigma_start=float(sigma_start) if sigma_start and sigma_start > 0 else None,
             init=init, hints=hint_file, progress=True,
             guide_factory=(lambda cond: ssim_guide(scale, cond.sketch)) if scale else None,
@@ -120,7 +123,8 @@ def run_request(page: PageModel, sketch: str | None, reference: str | None, hint
         output = load_rgb(work / "out" / "sketch.png")
         trajectory = load_rgb(work / "trajectory" / "sketch.png")
         seen = trajectory[2:2 + result.size, 2:2 + result.size]  # the first tile: the sketch the model saw
-        status = (f"done: {result.sampler}, {result.steps} steps, {result.size}x{result.size} px, seed {int(seed)}"
+        status = (f"done: {result.sampler}, {result.grid} grid, {result.steps} steps, {result.size}x{result.size} px, "
+                  f"seed {int(seed)}"
                   + (" (the upload was a colour image: its sketch was extracted with XDoG)" if result.converted
                      else ""))
         return output, seen, trajectory, status
@@ -146,6 +150,8 @@ def build_page(page: PageModel):
         with gr.Accordion("Sampling", open=True):
             with gr.Row():
                 sampler = gr.Dropdown(list(INFERENCE_SAMPLERS), value=page.sampler, label="Sampler")
+                grid = gr.Radio(list(GRIDS), value=page.grid, label="Grid (phi: the schedule's own; edm: EDM's rho "
+                                "grid)", elem_id="grid")
                 steps = gr.Slider(1, MAX_STEPS, value=page.steps, step=1, label="Steps")
                 seed = gr.Number(value=0, precision=0, label="Seed")
             with gr.Row():
@@ -179,7 +185,7 @@ def build_page(page: PageModel):
             sketch.change(fill_canvas, sketch, hints)
         reference.change(lambda path: fill_canvas(path, "reference"), reference, shown_reference)
         run.click(colorize_page,
-                  [sketch, reference, hints, sampler, steps, g_sketch, g_reference, g_ssim, seed, realism,
+                  [sketch, reference, hints, sampler, grid, steps, g_sketch, g_reference, g_ssim, seed, realism,
                    sigma_start, init],
                   [output, seen, trajectory, status], api_name="colorize")
     blocks.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)

@@ -120,7 +120,7 @@ def test_registry_holds_the_project_classes_only():
 def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_path):
     """Older checkpoints name the same classes; their data options say xdog_phi and record no XDoG contrast (they
     were trained on the paper's XDoG, which colorize.py then keeps)."""
-    from apps.colorize import checkpoint_xdog
+    from apps.colorizer import checkpoint_xdog
 
     ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
     data = ckpt["datamodule_hyper_parameters"]

@@ -1,5 +1,6 @@
 """colorize.py on a tiny trained checkpoint: overwrite protection, determinism, colour-to-sketch conversion, one
-reference for many sketches, pairing by name, original sizes, trajectory grids and one-line errors.
+reference for many sketches, pairing by name, original sizes, trajectory grids, several seeds, an output file, the
+sampler grid and one-line errors.
 
 The runs call ``colorize.main`` in-process (Lightning is imported once); tests/test_end_to_end.py runs the script as a
 subprocess, as a user types it."""
@@ -17,7 +18,7 @@ import colorize
 from utils.xdog import XDoGParams, xdog
 from utils.images import list_images, load_rgb
 from utils.errors import UserError
-from apps.colorize import check_outputs, plan_jobs
+from apps.colorize import check_outputs, parse_seeds, plan_jobs
 from apps.colorize_inputs import Letterbox, looks_like_sketch, prepare_sketch, trajectory_steps
 
 pytest_plugins = ["conftest_ckpt"]
@@ -226,3 +227,68 @@ def test_outputs_never_replace_inputs(inputs):
     jobs = plan_jobs(inputs["face"], inputs["face"], inputs["face"].parent)
     with pytest.raises(UserError, match="would replace input files"):
         check_outputs(jobs, overwrite=True)
+
+
+def test_seeds_write_one_file_per_seed_each_the_file_of_that_single_seed(tiny_model, inputs, tmp_path):
+    run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "many", "--seeds", "0-1,5", "--batch-size", 2)
+    many = files(tmp_path / "many")
+    assert sorted(many) == sorted(f"{name}_seed{s}.png" for name in ("a", "b", "sub/c") for s in (0, 1, 5))
+    for seed in (1, 5):
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / f"one{seed}", "--seed", seed,
+            "--batch-size", 2)
+        one = files(tmp_path / f"one{seed}")
+        assert {name: many[name.replace(".png", f"_seed{seed}.png")] for name in one} == one
+    assert many["a_seed0.png"] != many["a_seed1.png"] != many["a_seed5.png"]
+
+
+def test_out_file_for_one_sketch_is_exactly_that_file(tiny_model, inputs, tmp_path, capsys):
+    sketch = inputs["sketches"] / "a.png"
+    run(tiny_model, sketch, inputs["face"], tmp_path / "face.png", "--seed", 3)
+    run(tiny_model, sketch, inputs["face"], tmp_path / "face.png", "--seeds", "3,4")
+    assert sorted(files(tmp_path)) == ["face.png", "face_seed3.png", "face_seed4.png"]
+    assert files(tmp_path)["face.png"] == files(tmp_path)["face_seed3.png"] != files(tmp_path)["face_seed4.png"]
+    run(tiny_model, sketch, inputs["face"], tmp_path / "folder", "--seed", 3)
+    assert files(tmp_path / "folder")["a.png"] == files(tmp_path)["face.png"]  # the same sample as in a folder
+    before = files(tmp_path)["face.png"]
+    for out, extra, message in ((tmp_path / "face.png", (), "1 output file(s) exist already"),
+                                (tmp_path / "x.png", ("--seeds", "4"), None),
+                                (tmp_path / "face.jpg", (), "outputs are PNG files"),
+                                (tmp_path / "y.png", ("--save-trajectory",), None)):
+        if message is None:
+            run(tiny_model, sketch, inputs["face"], out, *extra)
+            continue
+        with pytest.raises(SystemExit) as excinfo:
+            run(tiny_model, sketch, inputs["face"], out, *extra)
+        assert message in error_line(capsys, excinfo)
+    assert (tmp_path / "x_seed4.png").read_bytes() == files(tmp_path)["face_seed4.png"]
+    assert (tmp_path / "y_trajectory" / "y.png").is_file()  # the trajectory grid beside FILE.png, not in it
+    with pytest.raises(SystemExit) as excinfo:
+        run(tiny_model, inputs["sketches"], inputs["face"], tmp_path / "all.png")
+    assert "names one file but --sketch" in error_line(capsys, excinfo)
+    run(tiny_model, sketch, inputs["face"], tmp_path / "face.png", "--seed", 4, "--overwrite")
+    assert files(tmp_path)["face.png"] != before and not (tmp_path / "all.png").exists()
+
+
+@pytest.mark.parametrize("spec, message", [("3-1", "runs backwards"), ("a", "expected seeds like 7, 0-3 or 0,2,5"),
+                                           ("1,-2", "expected seeds"), ("0-2,2", "gives seed 2 twice"),
+                                           ("0-5000", "more than 1000 samples"), ("1-", "expected seeds")])
+def test_bad_seed_specs_are_one_line(tiny_model, inputs, tmp_path, capsys, spec, message):
+    with pytest.raises(SystemExit) as excinfo:
+        run(tiny_model, inputs["sketches"], inputs["face"], tmp_path / "out", f"--seeds={spec}")
+    assert message in error_line(capsys, excinfo) and not (tmp_path / "out").exists()
+    assert parse_seeds("0-2,7") == (0, 1, 2, 7) and parse_seeds("7") == (7,) and parse_seeds("0,2,5") == (0, 2, 5)
+
+
+def test_grid_edm_samples_elsewhere_and_phi_is_the_checkpoints_grid(tiny_model, inputs, tmp_path, capsys):
+    runs = {"plain": (), "phi": ("--grid", "phi"), "edm": ("--grid", "edm"), "edm3": ("--grid", "edm", "--rho", 3)}
+    for out, extra in runs.items():
+        run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / out, "--sampler", "euler", *extra)
+    got = {name: files(tmp_path / name) for name in runs}
+    assert got["phi"] == got["plain"]
+    assert all(got["edm"][k] != got["plain"][k] != got["edm3"][k] for k in got["plain"])
+    assert "steps on the edm grid (rho 3)" in capsys.readouterr().out
+    for bad, message in ((("--rho", 3), "pass --grid edm with it"), (("--grid", "edm", "--rho", 0), "--rho must be"),
+                         (("--seed", 1, "--seeds", 2), "--seed and --seeds exclude each other")):
+        with pytest.raises(SystemExit) as excinfo:
+            run(tiny_model, inputs["sketches"], inputs["references"], tmp_path / "bad", *bad)
+        assert message in error_line(capsys, excinfo)

@@ -241,7 +241,7 @@ def test_noise_start_from_the_warp():
         initial_image("warp", cond.sketch, cond.reference, make())
     with pytest.raises(ValueError, match="init must be"):
         DiffusionColorizer(net=make(), init="noise")
-    from apps.colorize import INIT_KINDS  # the command line's list, kept without importing models
+    from apps.colorizer import INIT_KINDS  # the command line's list, kept without importing models
     from models.controls import INIT_KINDS as MODEL_INIT_KINDS
 
     assert INIT_KINDS == MODEL_INIT_KINDS

@@ -102,3 +102,10 @@ def test_trajectory_refinement_trains_on_the_grid_it_validates_on(model_and_cond
     finally:
         hook.remove()
     assert calls == pytest.approx(sampler_grid(refiner.schedule, 4, "edm", 5.0)[:-1].tolist())
+
+
+def test_the_command_lines_grid_list_is_the_models():
+    from apps.colorizer import GRIDS  # kept without importing models (colorize.py answers --help fast)
+    from models.schedules import GRIDS as MODEL_GRIDS
+
+    assert GRIDS == MODEL_GRIDS

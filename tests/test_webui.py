@@ -143,7 +143,8 @@ def test_burst_of_requests_is_answered_and_memory_returns(server, tiny_model):
 
     url, proc = server
     faces = sorted(tiny_model.faces.glob("*.png"))
-    args = (handle_file(str(faces[0])), handle_file(str(faces[1])), None, "euler", 3, 1, 1, 0, 0, 0, 0, "reference")
+    args = (handle_file(str(faces[0])), handle_file(str(faces[1])), None, "euler", "phi", 3, 1, 1, 0, 0, 0, 0,
+            "reference")
     client = Client(url, verbose=False)
     assert client.predict(*args, api_name="/colorize")[-1].startswith("done")  # warm
     before = rss_mb(proc.pid)
@@ -178,7 +179,7 @@ def test_uploads_of_every_kind_get_a_result_or_one_line(tiny_model, tmp_path):
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)]), "RGBA").save(tmp_path / "rgba.png")
     Image.fromarray((rgb.mean(-1) * 257).astype(np.uint16)).save(tmp_path / "gray16.png")
     Image.new("L", (8000, 8000), 255).save(tmp_path / "huge.png")
-    options = ("euler", 3, 1, 1, 0, 0, 0, 0, "reference")
+    options = ("euler", "phi", 3, 1, 1, 0, 0, 0, 0, "reference")
     for upload in ("rgba.png", "gray16.png"):
         out, seen, trajectory, status = run_request(page, str(tmp_path / upload), str(face), None, *options)
         assert status.startswith("done") and out.shape[:2] == rgb.shape[:2], status
@@ -208,3 +209,21 @@ def test_missing_checkpoint_is_one_line(tmp_path):
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "make demo" in result.stderr.strip().splitlines()[-1]
+
+
+def test_grid_choice_sits_by_the_sampler_and_reaches_the_sampler(tiny_model):
+    """The page's grid radio (phi: the checkpoint's own grid, its default; edm: EDM's rho grid) changes the output."""
+    from apps.webui import build_page, describe_checkpoint, run_request
+
+    page = describe_checkpoint(tiny_model.checkpoint)
+    assert page.grid == "phi"
+    radios = [b for b in build_page(page).blocks.values() if getattr(b, "elem_id", None) == "grid"]
+    assert len(radios) == 1 and [c[0] for c in radios[0].choices] == ["phi", "edm"] and radios[0].value == "phi"
+    face, other = sorted(tiny_model.faces.glob("*.png"))[:2]
+    rest = (3, 1, 1, 0, 0, 0, 0, "reference")
+    phi, *_, phi_status = run_request(page, str(face), str(other), None, "euler", "phi", *rest)
+    edm, *_, edm_status = run_request(page, str(face), str(other), None, "euler", "edm", *rest)
+    assert phi_status.startswith("done: euler, phi grid") and edm_status.startswith("done: euler, edm grid")
+    assert not np.array_equal(phi, edm)
+    *outputs, status = run_request(page, str(face), str(other), None, "euler", "karras", *rest)
+    assert outputs == [None, None, None] and status.startswith("error: --grid must be one of phi, edm")
