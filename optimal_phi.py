@@ -3,9 +3,12 @@
 SSIMBaD picks phi*(sigma) = sigma / (sigma + 0.3) because, of the candidate transforms in models.phi.CANDIDATES,
 it gives the highest R^2 of SSIM(x0, clip(x0 + sigma n, -1, 1)) against phi(sigma) on a grid evenly spaced in phi
 (the paper's phi* search). This script reruns that analysis on any image folder and writes the ranking table and
-the figures. Example:
+the figures, by default into a new folder runs/optimal_phi/version_N (N the next free number). Examples:
 
-    python optimal_phi.py --images ../shared/data/anime_faces_128/train --num-images 100 --out docs/experiments/figures/
+    python optimal_phi.py --images DIR --num-images 100 --size 64 --write-config phi64.yaml
+    # the figures of docs/experiments/phi-search.md, regenerated in place:
+    python optimal_phi.py --images ../shared/data/anime_faces_128/train --num-images 100 \
+        --out docs/experiments/figures/ --overwrite
 """
 from __future__ import annotations
 
@@ -26,13 +29,15 @@ from apps.phi_search import PHI_STAR, PHI_STAR_C, SCHEDULE_TITLES, SSIMAlongSigm
 SWEEP_CS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 GRID_COLUMNS = 10  # noisy images shown per schedule
 DDPM_STEPS = 1000  # the DDPM grid strides over T = 1000 timesteps
+RUNS = Path("runs/optimal_phi")  # the default output: a new version_N folder here per run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + " Ranks every candidate phi in models/phi.py (CANDIDATES) by the "
         "mean R^2 over images, and writes phi_ranking.{csv,json,md}, ssim_curve_{ddpm,edm,phi}.png, "
-        "noisy_image_grid_{ddpm,edm,phi}.png and phi_c_sweep.png into --out.",
+        "noisy_image_grid_{ddpm,edm,phi}.png and phi_c_sweep.png into --out (default: a new folder "
+        f"{RUNS}/version_N).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--images", required=True, type=Path, help="folder of clean images (searched recursively)")
@@ -42,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sigma-min", type=float, default=0.002, help="smallest noise level")
     parser.add_argument("--sigma-max", type=float, default=80.0, help="largest noise level")
     parser.add_argument("--seed", type=int, default=0, help="seeds the image sample and the noise")
-    parser.add_argument("--out", type=Path, default=Path("assets"), help="folder for the tables and figures")
+    parser.add_argument("--out", type=Path, help=f"folder for the tables and figures (default: {RUNS}/version_N, "
+                        "N the next free number); an existing folder that is not empty needs --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out folder that holds files already (files of the same names are "
+                        "replaced)")
     parser.add_argument("--sweep-c", type=float, nargs="+", default=list(SWEEP_CS), metavar="C",
                         help="values of c for phi_c_sweep.png (sigma/(sigma+c))")
     parser.add_argument("--write-config", type=Path, metavar="FILE",
@@ -71,6 +80,24 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     if args.write_config is not None and args.write_config.exists():
         raise UserError(f"--write-config {args.write_config} exists already; remove it or choose another file")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; pass a folder")
+    if args.out is not None and args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {args.out} holds files already; pass --overwrite to write into it (files of the same "
+                        "names are replaced) or choose another folder")
+
+
+def new_version_dir(root: Path) -> Path:
+    """Create and return ``root/version_N``, N one above the highest existing version (0 for the first)."""
+    taken = [int(p.name[len("version_"):]) for p in root.glob("version_*") if p.name[len("version_"):].isdigit()]
+    number = max(taken, default=-1) + 1
+    while True:
+        folder = root / f"version_{number}"
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:  # another run took it meanwhile
+            number += 1
 
 
 def config_overlay(best_c: float, mean_r2: float, args: argparse.Namespace, num_images: int) -> str:
@@ -119,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     # One noise tensor per image, shared by every sigma of every candidate (see apps/phi_search.py).
     noises = torch.randn(images.shape, generator=generator)
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        if args.out is None:
+            args.out = new_version_dir(RUNS)
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create the output folder {args.out} ({err.strerror})") from None
+        raise UserError(f"cannot create the output folder {args.out or RUNS} ({err.strerror})") from None
 
     evaluate = SSIMAlongSigmas(compile=not args.no_compile)
     result = search(images, noises, list(CANDIDATES.values()), args.sweep_c, args.steps, args.sigma_min,

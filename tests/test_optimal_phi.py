@@ -244,3 +244,33 @@ def test_write_config_is_an_overlay_that_pretrain_reads(tmp_path, capsys):
     with pytest.raises(SystemExit):  # an existing file is never replaced
         _tiny_run(images, tmp_path / "out2", "--write-config", str(overlay))
     assert "exists already" in capsys.readouterr().err
+
+
+def test_default_out_is_a_new_version_folder_under_runs(tmp_path, monkeypatch, capsys):
+    faces = _write_faces(tmp_path / "faces", 2)
+    monkeypatch.chdir(tmp_path)
+    args = ["--images", str(faces), "--size", "16", "--steps", "6", "--sweep-c", "0.3", "1", "--no-compile"]
+    assert optimal_phi.main(args) == 0
+    (tmp_path / "runs" / "optimal_phi" / "version_7").mkdir()  # a gap: the next one is above the highest
+    assert optimal_phi.main(args) == 0
+    runs = tmp_path / "runs" / "optimal_phi"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_7", "version_8"]
+    for version in ("version_0", "version_8"):
+        assert sorted(p.name for p in (runs / version).iterdir()) == sorted(TABLES + FIGURES + ["phi_c_sweep.png"])
+    assert f"files to {Path('runs/optimal_phi/version_8')}" in capsys.readouterr().out
+
+
+def test_an_out_folder_with_files_needs_overwrite(tmp_path, capsys):
+    faces = _write_faces(tmp_path / "faces", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "phi_ranking.md").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        _tiny_run(faces, out)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "holds files already; pass --overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["phi_ranking.md"]
+    (tmp_path / "empty").mkdir()
+    assert _tiny_run(faces, tmp_path / "empty") == 0  # an empty folder is fine
+    assert _tiny_run(faces, out, "--overwrite") == 0
+    assert (out / "phi_ranking.md").read_text() != "mine" and (out / "phi_c_sweep.png").is_file()
