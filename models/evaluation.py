@@ -104,6 +104,10 @@ class EvaluationMixin:
         return [s for s in settings if s != MULTI] + (list(MULTI_OUTPUTS) if MULTI in settings else [])
 
     def on_test_start(self) -> None:
+        net = getattr(getattr(self, "ema", None), "net", None)
+        if MULTI in self.test_settings() and not getattr(net, "takes_several_references", False):
+            raise UserError("test setting 'multi' needs a network that takes several references (a correspondence "
+                            "warp, ref_warp); leave multi out of --model.test_settings for this model")
         root = self.test_output_root()
         clash = [d for d in self.output_folders() if (root / d).is_dir() and any((root / d).iterdir())]
         if clash:

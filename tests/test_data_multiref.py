@@ -200,6 +200,8 @@ def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp
     per_ref = torch.stack([model.quality(refs[:, k], truth)["psnr"] for k in range(MULTI_COUNT)], 1)
     assert logged["test/multi_best_single/psnr"] == pytest.approx(per_ref.max(1).values.mean().item(), rel=1e-6)
     assert logged["test/multi_best_single/psnr"] > per_ref.mean().item()  # the best of three, per image
+    with pytest.raises(UserError, match="several references"):  # this network takes one
+        model.on_test_start()
     # without the multi arrays: one line that says which data option to pass
     plain = {k: v for k, v in batch.items() if "multi" not in k}
     with pytest.raises(UserError, match="--data.test_multi"):
@@ -219,6 +221,8 @@ def test_multi_runs_a_network_that_takes_several_references(faces, tmp_path, one
     dm = make(faces, size=16, batch_size=2, test_multi=True)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
+    model.hparams.test_output_dir = str(tmp_path / "out")
+    model.on_test_start()  # takes several references: no complaint
     with torch.no_grad():
         logged = _stub_test(model, batch, tmp_path / "out")
     assert np.isfinite(logged["test/multi/psnr"]) and logged["test/multi/psnr"] != logged["test/multi_best_single/psnr"]
