@@ -19,7 +19,7 @@ import torch
 
 from utils import metrics
 from utils.eval_layout import (INPUT_FOLDERS, MULTI, MULTI_FOLDERS, MULTI_MASK, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS,
-                               MULTI_REFERENCES, MULTI_TRUTH, SETTINGS)
+                               MULTI_REFERENCES, MULTI_SINGLES, MULTI_TRUTH, SETTINGS)
 from utils.errors import OptionError, UserError
 from utils.images import image_grid, quantize, save_image
 
@@ -101,7 +101,7 @@ class EvaluationMixin:
     def output_folders(self) -> list[str]:
         """The output sub-folders ``test`` writes."""
         settings = self.test_settings()
-        return [s for s in settings if s != MULTI] + (list(MULTI_OUTPUTS) if MULTI in settings else [])
+        return [s for s in settings if s != MULTI] + (list(MULTI_OUTPUTS + MULTI_SINGLES) if MULTI in settings else [])
 
     def on_test_start(self) -> None:
         net = getattr(getattr(self, "ema", None), "net", None)
@@ -170,6 +170,8 @@ class EvaluationMixin:
         # (a) each reference alone (the same noise): per image, the output of best PSNR
         singles = torch.stack([self.sample(Cond(batch["sketch"], references[:, k]), seed=batch_idx, guide=guide)
                                for k in range(references.shape[1])], dim=1)
+        for k in range(singles.shape[1]):
+            score(MULTI_SINGLES[k], singles[:, k])
         psnr = torch.stack([self.quality(singles[:, k], truth)["psnr"] for k in range(singles.shape[1])], dim=1)
         best = psnr.argmax(dim=1).to(singles.device)
         score(MULTI_OUTPUTS[1], singles[torch.arange(len(best), device=singles.device), best])

@@ -19,7 +19,7 @@ from data.synthetic import render_face
 from conftest import tiny_colorizer
 from utils.chroma import rotate_chroma
 from utils.errors import UserError
-from utils.eval_layout import MULTI_COUNT, MULTI_FOLDERS, MULTI_OUTPUTS
+from utils.eval_layout import MULTI_COUNT, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_SINGLES
 from utils.images import save_image, to_tensor, to_uint8
 
 
@@ -200,6 +200,9 @@ def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp
     per_ref = torch.stack([model.quality(refs[:, k], truth)["psnr"] for k in range(MULTI_COUNT)], 1)
     assert logged["test/multi_best_single/psnr"] == pytest.approx(per_ref.max(1).values.mean().item(), rel=1e-6)
     assert logged["test/multi_best_single/psnr"] > per_ref.mean().item()  # the best of three, per image
+    for k, folder in enumerate(MULTI_SINGLES):  # each reference alone: its own folder and score
+        assert len(list((tmp_path / "out" / folder).glob("*.png"))) == 4
+        assert logged[f"test/{folder}/psnr"] == pytest.approx(per_ref[:, k].mean().item(), rel=1e-6)
     with pytest.raises(UserError, match="several references"):  # this network takes one
         model.on_test_start()
     # without the multi arrays: one line that says which data option to pass

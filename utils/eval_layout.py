@@ -27,6 +27,8 @@ MULTI_FOLDERS = {MULTI_TRUTH: "gt_multi", **{key: key for key in MULTI_REFERENCE
 #: Its output sub-folders: the model given all the references; the best of the model given each one alone (per
 #: image, by PSNR); the per-pixel mean of the references pasted as the output (no model).
 MULTI_OUTPUTS = (MULTI, "multi_best_single", "multi_pasted")
+#: The model given reference k alone, one sub-folder per k (what multi_best_single picks from; figures read them).
+MULTI_SINGLES = tuple(f"{MULTI}_single{k}" for k in range(MULTI_COUNT))
 
 
 def reference_folder(setting: str) -> str:
