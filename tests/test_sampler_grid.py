@@ -1,5 +1,8 @@
 """The sampler grid as a model option (``grid`` "phi" | "edm", ``rho``): today's samples on "phi", EDM's eq. 5 grid on
-"edm" (with a noise start too), saved in and read from checkpoints, refused where it means nothing (cold)."""
+"edm" (with a noise start too), saved in and read from checkpoints, refused where it means nothing (cold), and what
+every shipped config samples with."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -109,3 +112,54 @@ def test_the_command_lines_grid_list_is_the_models():
     from models.schedules import GRIDS as MODEL_GRIDS
 
     assert GRIDS == MODEL_GRIDS
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: What the shipped configs sample with (sampler, grid, steps), as docs/experiments/speckle-and-samplers.md measured
+#: (the config files' comments say why where a config does not take the tables' pick).
+MEASURED = {
+    ("pretrain.yaml",): ("euler_ancestral", "edm", 10), ("cpu64.yaml",): ("euler_ancestral", "edm", 10),
+    ("cpu64.yaml", "demo.yaml"): ("euler_ancestral", "phi", 10),
+    ("cpu64.yaml", "baselines/edm.yaml"): ("euler_ancestral", "phi", 10),
+    ("cpu64.yaml", "baselines/ddpm.yaml"): ("euler_ancestral", "phi", 50),
+    ("pretrain.yaml", "baselines/cold.yaml"): ("cold", "phi", 6),
+    ("cpu64.yaml", "variants/refattn.yaml"): ("euler_ancestral", "edm", 10),
+    ("finetune.yaml",): ("euler", "phi", 50), ("finetune_demo.yaml",): ("euler", "phi", 10),
+}
+
+
+def merged_model(*names: str) -> dict:
+    """The ``model`` section of configs given in this order, as LightningCLI merges them: later ones override,
+    mappings merge, and a new class_path starts from its own init_args."""
+    import yaml
+
+    def merge(base: dict, over: dict) -> dict:
+        if over.get("class_path", base.get("class_path")) != base.get("class_path"):
+            return over
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    model: dict = {}
+    for name in names:
+        model = merge(model, (yaml.safe_load((CONFIGS / name).read_text()) or {}).get("model") or {})
+    return model
+
+
+def config_combinations() -> list[tuple[str, ...]]:
+    overlays = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("*/*.yaml"))
+    return ([(base,) for base in ("pretrain.yaml", "cpu64.yaml", "finetune.yaml", "finetune_demo.yaml")]
+            + [("cpu64.yaml", "demo.yaml")] + [(base, o) for base in ("pretrain.yaml", "cpu64.yaml") for o in overlays])
+
+
+@pytest.mark.parametrize("names", config_combinations(), ids="+".join)
+def test_every_shipped_config_samples_on_a_grid_its_schedule_takes(names):
+    from models.checkpoint import _import
+
+    model = merged_model(*names)
+    sampler, grid, steps = model.get("sampler", "heun"), model.get("grid", "phi"), model.get("steps", 18)
+    if names in MEASURED:
+        assert (sampler, grid, steps) == MEASURED[names]
+    spec = model.get("schedule") or {"class_path": "models.schedules.PhiSchedule"}
+    schedule = _import(spec["class_path"])(**spec.get("init_args", {}))  # the finetune configs: the checkpoint's
+    check_pairing(schedule, sampler, grid)
+    assert len(sampler_grid(schedule, steps, grid, model.get("rho", 7.0))) == steps + 1
