@@ -6,7 +6,9 @@
 Columns: the sketch, the reference of the setting (``same``: the warped ground truth; ``cross``: another test
 face; ``recolour``: the warped ground truth with its hues turned, mirrored), with ``--warp CKPT`` that reference as
 the checkpoint's correspondence warp moves it onto the sketch (the input its network gets, ``ref_warp`` in
-models/unet.py), then each run's output and the ground truth (for ``recolour``, the turned one).
+models/unet.py), then each run's output and the ground truth (for ``recolour``, the turned one). ``multi``: the
+three references of the multi-reference setting, each run's outputs from each reference alone and from all three,
+then the answer (the turned image).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import torch  # noqa: E402
 
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
-from utils.eval_layout import SETTINGS, reference_folder, truth_folder  # noqa: E402
+from utils.eval_layout import (MULTI, MULTI_FOLDERS, MULTI_REFERENCE_KEYS, MULTI_SINGLES, MULTI_TRUTH,  # noqa: E402
+                               SETTINGS, reference_folder, truth_folder)
 from utils.images import load_gray, load_rgb, to_tensor, to_uint8  # noqa: E402
 
 
@@ -37,9 +40,12 @@ def warped(checkpoint: Path, sketch: torch.Tensor, reference: torch.Tensor) -> t
 
 def columns(outputs: list[Path], labels: list[str], setting: str, count: int, warp: Path | None) -> list:
     """(title, [count, 3, H, W] in [-1, 1]) per column."""
-    truth, reference_sub = truth_folder(setting), reference_folder(setting)
+    multi = setting == MULTI
+    truth = MULTI_FOLDERS[MULTI_TRUTH] if multi else truth_folder(setting)
+    reference_subs = list(MULTI_REFERENCE_KEYS) if multi else [reference_folder(setting)]
+    output_subs = list(MULTI_SINGLES) + [MULTI] if multi else [setting]
     for folder in outputs:
-        for sub in ("sketch", truth, setting, reference_sub):
+        for sub in ["sketch", truth] + output_subs + reference_subs:
             if not (folder / sub).is_dir():
                 raise UserError(f"{folder} lacks {sub}/; pass folders written by `pretrain.py test "
                                 "--model.test_output_dir DIR`")
@@ -53,12 +59,18 @@ def columns(outputs: list[Path], labels: list[str], setting: str, count: int, wa
             raise UserError(f"{folder} lacks {missing[0]}: the runs were not tested on the same images")
         return torch.stack([to_tensor(load_gray(folder / n) if gray else load_rgb(folder / n)) for n in names])
 
-    sketch, reference = stack(outputs[0] / "sketch", gray=True), stack(outputs[0] / reference_sub)
-    cols = [("sketch", sketch.expand(-1, 3, -1, -1)), (f"reference ({setting})", reference)]
+    sketch = stack(outputs[0] / "sketch", gray=True)
+    references = [stack(outputs[0] / sub) for sub in reference_subs]
+    cols = [("sketch", sketch.expand(-1, 3, -1, -1))]
+    cols += [(f"reference {k}" if multi else f"reference ({setting})", ref) for k, ref in enumerate(references)]
     if warp is not None:
-        cols.append(("warped reference", warped(warp, sketch, reference).clamp(-1, 1)))
-    cols += [(label, stack(folder / setting)) for label, folder in zip(labels, outputs)]
-    return cols + [("ground truth", stack(outputs[0] / truth))]
+        given = torch.stack(references, 1) if multi else references[0]
+        cols.append(("warped reference" + ("s" if multi else ""), warped(warp, sketch, given).clamp(-1, 1)))
+    for label, folder in zip(labels, outputs):
+        titles = [f"{label}: ref {k} alone" for k in range(len(MULTI_SINGLES))] + [f"{label}: all"]
+        titles = titles if multi else [label]
+        cols += [(title, stack(folder / sub)) for title, sub in zip(titles, output_subs)]
+    return cols + [("answer" if multi else "ground truth", stack(outputs[0] / truth))]
 
 
 def draw(cols: list, path: Path) -> None:
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="`pretrain.py test` output folders")
     parser.add_argument("--labels", nargs="+", help="a column title per output folder (default: the folder names)")
-    parser.add_argument("--setting", choices=list(SETTINGS), default="cross")
+    parser.add_argument("--setting", choices=[*SETTINGS, MULTI], default="cross")
     parser.add_argument("--count", type=int, default=6, help="test images, one row each (first by name)")
     parser.add_argument("--warp", type=Path, help="a ref_warp checkpoint: add the warped reference as a column")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")

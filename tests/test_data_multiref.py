@@ -229,6 +229,16 @@ def test_multi_runs_a_network_that_takes_several_references(faces, tmp_path, one
     with torch.no_grad():
         logged = _stub_test(model, batch, tmp_path / "out")
     assert np.isfinite(logged["test/multi/psnr"]) and logged["test/multi/psnr"] != logged["test/multi_best_single/psnr"]
+    # the figure of the setting: the references, each one alone, all of them, the answer
+    from apps import cross_figure
+
+    cols = cross_figure.columns([tmp_path / "out"], ["m"], "multi", 2, None)
+    assert [title for title, _ in cols] == ["sketch", "reference 0", "reference 1", "reference 2", "m: ref 0 alone",
+                                            "m: ref 1 alone", "m: ref 2 alone", "m: all", "answer"]
+    assert all(images.shape == (2, 3, 16, 16) for _, images in cols)
+    cross_figure.main(["--outputs", str(tmp_path / "out"), "--setting", "multi", "--count", "2",
+                       "--out", str(tmp_path / "multi.png")])
+    assert (tmp_path / "multi.png").stat().st_size > 0
     # training on several references: the loss of a padded batch
     dm = make(faces, size=16, batch_size=3, references_max=3)
     dm.setup("fit")
