@@ -24,6 +24,16 @@ class UserError(Exception):
     exit_code = 2
 
 
+class OptionError(UserError, ValueError):
+    """A constructor argument its class rejects: ``option`` names the parameter, ``message`` says what it must be
+    (``str(err)`` is both: "realism must be in [0, 1], got 2.0"). A command line that built the class names its own
+    option instead (pretrain.py: ``--model.realism: must be in [0, 1], got 2.0``)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option} {message}")
+        self.option, self.message = option, message
+
+
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite: the run stops before the bad update reaches the weights."""
 
