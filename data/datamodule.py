@@ -44,7 +44,8 @@ class ColorizationDataModule(pl.LightningDataModule):
     """Sketch + reference -> colour triplets from folders of colour images (see the module docstring).
 
     Args:
-        root: folder of colour training images (searched recursively; jpg, png, webp, bmp).
+        root: folder of colour training images (searched recursively; jpg, png, webp, bmp); validate and test need
+            it only without val_root / test_root.
         size: side of the square images (short side resized, centre crop).
         batch_size: images per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
@@ -90,7 +91,7 @@ class ColorizationDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         size: int = 256,
         batch_size: int = 32,
         num_workers: int = 4,
@@ -105,7 +106,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         xdog_p: float = xdog.P,
         xdog_epsilon: float = xdog.EPSILON,
         xdog_ramp: float = xdog.RAMP,
-        xdog_contrast: str = xdog.CONTRAST,
+        xdog_contrast: xdog.Contrast = xdog.CONTRAST,
         xdog_phi: float | None = None,
         tps_grid: int = 5,
         tps_shift: float = 0.05,
@@ -159,6 +160,9 @@ class ColorizationDataModule(pl.LightningDataModule):
     def _root_split(self) -> tuple[list[ImageEntry], list[ImageEntry]]:
         """(train, held-out val) entries of ``root``; the split is made on names, before any file is screened."""
         if self._split is None:
+            if self.root is None:
+                raise UserError("no training images: pass --data.root DIR (validate and test can do without it given "
+                                "--data.val_root / --data.test_root)")
             entries = scan_folder(self.root)
             if self.sketch_root is not None:
                 self._sketches = pair_by_name(entries, self.sketch_root)

@@ -10,45 +10,58 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
-from utils.errors import TrainingDiverged, UserError
+from utils.errors import OptionError, TrainingDiverged, UserError
 
 from .checkpoint import class_path, load_colorizer, spec
-from .controls import INIT_KINDS, has_warp, initial_image
-from .denoiser import Cond, Denoiser
+from .controls import INIT_KINDS, InitKind, has_warp, initial_image
+from .denoiser import Cond, Denoiser, Prediction
 from .ema import ema_update
 from .evaluation import EvaluationMixin, TestSetting, batch_cond, check_test_settings
 from .guidance import drop_conditions
-from .samplers import get_sampler
+from .network import Network
+from .samplers import SamplerName, get_sampler
 from .sampling import check_pairing, sample
 from .schedules import GRIDS, Grid, NoiseSchedule, PhiSchedule
-from .ssim_guidance import check_scale, check_target
+from .ssim_guidance import GuidanceTarget, check_scale, check_target
 from .unet import UNet
+
+#: How the denoising loss weights the noise levels: uniformly ("none", the official code) or by EDM's 1 / c_out^2.
+LOSS_WEIGHTINGS = ("none", "edm")
+LossWeighting = Literal[LOSS_WEIGHTINGS]
 
 
 class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
     """Sketch + reference -> colour image with an EDM-preconditioned diffusion model.
 
     Args:
-        net: the network F (default: the paper's U-Net).
-        schedule: the noise schedule (default: SSIMBaD's phi*(sigma) = sigma / (sigma + 0.3)).
+        net: the network F (None: the paper's U-Net); a class of your own needs a :class:`models.network.Network`
+            forward.
+        schedule: the noise schedule (None: SSIMBaD's phi*(sigma) = sigma / (sigma + 0.3)).
         prediction: "edm" (x0 preconditioning of EDM), "x0" (the clean image, no skip path) or "eps" (VP / DDPM
             noise prediction).
         sigma_data: EDM's data standard deviation.
         loss_weighting: "none" (the official code: plain MSE on D) or "edm" (lambda(sigma) = 1 / c_out^2).
-        p_drop_sketch, p_drop_reference: condition dropout for classifier-free guidance (independent).
-        lr, weight_decay, betas: AdamW.
+        p_drop_sketch: probability of dropping the sketch in training (classifier-free guidance).
+        p_drop_reference: probability of dropping the reference in training (independently).
+        lr: AdamW's peak learning rate.
+        weight_decay: AdamW's weight decay.
+        betas: AdamW's betas.
         warmup_epochs: linear warm-up (fractions allowed), then cosine decay to ``min_lr`` at the last step.
+        min_lr: the learning rate at the last step.
         ema_decay: EMA of the weights (used for validation, test and export).
-        sampler, steps: sampler (a name of models.samplers.SAMPLERS) and number of grid points for validation and test.
+        sampler: the sampler of validation and test.
+        steps: grid points of validation and test sampling.
         grid: the noise levels validation and test sample on: "phi" (the schedule's own grid) or "edm" (EDM's eq. 5).
         rho: the "edm" grid's rho (Karras et al. 2022 use 7; larger spends more steps at low noise).
-        guidance_sketch, guidance_reference: classifier-free guidance scales at sampling (1 = plain conditional).
-        grid_every_n_epochs, grid_images: image grid (sketch | reference | output | target) in the logger.
+        guidance_sketch: classifier-free guidance scale of the sketch (1: plain conditional).
+        guidance_reference: classifier-free guidance scale of the reference (1: plain conditional).
+        grid_every_n_epochs: epochs between image grids (sketch, reference, output, target) in the logger.
+        grid_images: images per grid.
         test_output_dir: where ``test`` writes ``same/`` and ``cross/`` outputs (None: the logger's folder).
         test_settings: the protocol settings ``test`` scores; "multi" (with ``--data.test_multi``) samples 1 + K times.
         guidance_ssim_scale: SSIM guidance step s of ``test`` (0: off; :data:`models.ssim_guidance.DEFAULT_SCALE` is
@@ -66,11 +79,11 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module | None = None,
+        net: Network | None = None,
         schedule: NoiseSchedule | None = None,
-        prediction: str = "edm",
+        prediction: Prediction = "edm",
         sigma_data: float = 0.5,
-        loss_weighting: str = "none",
+        loss_weighting: LossWeighting = "none",
         p_drop_sketch: float = 0.1,
         p_drop_reference: float = 0.1,
         lr: float = 1e-4,
@@ -79,7 +92,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         warmup_epochs: float = 1.0,
         min_lr: float = 1e-8,
         ema_decay: float = 0.999,
-        sampler: str = "heun",
+        sampler: SamplerName = "heun",
         steps: int = 18,
         grid: Grid = "phi",
         rho: float = 7.0,
@@ -90,17 +103,17 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         test_output_dir: str | None = None,
         test_settings: list[TestSetting] = ["same", "cross", "recolour"],  # noqa: B006 - never mutated
         guidance_ssim_scale: float = 0.0,
-        guidance_target: str = "sketch",
+        guidance_target: GuidanceTarget = "sketch",
         realism: float = 0.0,
         sigma_start: float | None = None,
-        init: str = "reference",
+        init: InitKind = "reference",
         compile: bool = False,
     ):
         super().__init__()
         net = net if net is not None else UNet()
         schedule = schedule if schedule is not None else PhiSchedule()
-        if loss_weighting not in ("none", "edm"):
-            raise ValueError(f"loss_weighting must be 'none' or 'edm', got {loss_weighting!r}")
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise OptionError("loss_weighting", f"must be one of {', '.join(LOSS_WEIGHTINGS)}, got {loss_weighting!r}")
         get_sampler(sampler)
         if grid not in GRIDS:
             raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
@@ -111,13 +124,13 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         check_scale(guidance_ssim_scale)
         check_test_settings(test_settings)
         if not 0.0 <= realism <= 1.0:
-            raise ValueError(f"realism must be in [0, 1], got {realism}")
+            raise OptionError("realism", f"must be in [0, 1], got {realism}")
         if sigma_start is not None and sigma_start <= 0:
-            raise ValueError(f"sigma_start must be positive (or None for pure noise), got {sigma_start}")
+            raise OptionError("sigma_start", f"must be positive (or None for pure noise), got {sigma_start}")
         if init not in INIT_KINDS:
-            raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {init!r}")
+            raise OptionError("init", f"must be one of {', '.join(INIT_KINDS)}, got {init!r}")
         if init == "warp" and not has_warp(net):
-            raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp)")
+            raise OptionError("init", "'warp' needs a network with a correspondence warp (ref_warp)")
         self.save_hyperparameters(ignore=["net", "schedule"])
         # Record the network and schedule as plain configs so checkpoints load with weights_only=True.
         self.hparams["net"], self.hparams["schedule"] = spec(net), spec(schedule)

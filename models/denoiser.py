@@ -13,16 +13,21 @@ learn at mid sigma (the flat-region speckle; docs/experiments/speckle-and-sample
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
+
+from utils.errors import OptionError
 
 from .schedules import NoiseSchedule
 
 
 #: The network's input channels without and with colour hints: noisy image 3 + sketch 1 (+ hints 4) + reference 3.
 IN_CHANNELS, HINT_CHANNELS = 7, 4
+#: What F predicts: EDM's preconditioned x0 ("edm"), the noise ("eps", VP / DDPM) or the clean image ("x0").
+PREDICTIONS = ("edm", "eps", "x0")
+Prediction = Literal[PREDICTIONS]
 
 
 class Cond(NamedTuple):
@@ -38,8 +43,8 @@ class Cond(NamedTuple):
 class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, sigma_data: float = 0.5, prediction: str = "edm"):
         super().__init__()
-        if prediction not in ("edm", "eps", "x0"):
-            raise ValueError(f"prediction must be 'edm', 'eps' or 'x0', got {prediction!r}")
+        if prediction not in PREDICTIONS:
+            raise OptionError("prediction", f"must be one of {', '.join(map(repr, PREDICTIONS))}, got {prediction!r}")
         self.net, self.schedule, self.sigma_data, self.prediction = net, schedule, sigma_data, prediction
         in_channels = getattr(net, "init_args", {}).get("in_channels", IN_CHANNELS)
         self.takes_hints = in_channels == IN_CHANNELS + HINT_CHANNELS

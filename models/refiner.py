@@ -19,19 +19,23 @@ guidance. Everything else (EMA, sampling, validation, test outputs, SSIM-guided 
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
-from utils.errors import UserError
+from utils.errors import OptionError, UserError
 from utils.weights import LPIPS_TRUNKS, build_clip_image_encoder, build_lpips
 
 from .checkpoint import Checkpoint, build_parts, class_path, load_weights, read_checkpoint
 from .colorizer import DiffusionColorizer
+from .network import Network
 from .evaluation import batch_cond
-from .samplers import sample_euler_diff
-from .schedules import sampler_grid
+from .samplers import SamplerName, sample_euler_diff
+from .schedules import NoiseSchedule, sampler_grid
 
 STRATEGIES = ("mse", "clip") + tuple(f"lpips-{net}" for net in LPIPS_TRUNKS)
+Strategy = Literal[STRATEGIES]
 
 
 class TrajectoryRefiner(DiffusionColorizer):
@@ -41,25 +45,29 @@ class TrajectoryRefiner(DiffusionColorizer):
         init_checkpoint: pretrained checkpoint (pretrain.py); its EMA weights initialise both the trained weights and
             the EMA. Read with ``weights_only=True``. Without a configured ``net`` and ``schedule`` they are the
             checkpoint's; configured ones must match it exactly (keys and shapes).
-        strategy: loss between the sampled x_0 and the ground truth: mse | lpips-vgg | clip (| lpips-alex |
-            lpips-squeeze).
+        strategy: the loss between the sampled x_0 and the ground truth.
         refine_steps: K, the Euler steps of the differentiable trajectory, on the configured ``grid`` (the schedule's
             own by default), as validation and test sample.
         checkpointing: recompute each step's activations in the backward pass (memory independent of K).
         grad_last_k: backpropagate through the last k steps only (None: the whole trajectory).
         lpips_weights: explicit path of the LPIPS trunk (torchvision checkpoint); default: ``$TORCH_HOME`` cache.
-        clip_model, clip_pretrained: open_clip architecture and pretrained tag (the tag sets normalisation).
+        clip_model: open_clip architecture of the clip strategy.
+        clip_pretrained: open_clip pretrained tag (it sets the normalisation).
         clip_checkpoint: explicit path of the open_clip checkpoint; default: the Hugging Face hub cache.
         test_random_backbones: build the loss networks with random weights. For tests only.
-        lr, warmup_epochs, sampler, steps: as in :class:`DiffusionColorizer`, with finetuning defaults (cosine
-            without warm-up; validation and test sample the refined trajectory: Euler with K steps).
-        **kwargs: the remaining :class:`DiffusionColorizer` arguments (network, schedule, EMA, ...).
+        lr: AdamW's peak learning rate (a tenth of pretraining's: the weights are converged already).
+        warmup_epochs: linear warm-up epochs (none by default), then cosine decay to ``min_lr``.
+        sampler: the sampler of validation and test (by default the refined trajectory's).
+        steps: grid points of validation and test sampling (by default K's default).
+        net: the network F (None: the init_checkpoint's).
+        schedule: the noise schedule (None: the init_checkpoint's).
+        **kwargs: the remaining :class:`DiffusionColorizer` arguments (prediction, EMA, guidance, ...).
     """
 
     def __init__(
         self,
         init_checkpoint: str | None = None,
-        strategy: str = "mse",
+        strategy: Strategy = "mse",
         refine_steps: int = 50,
         checkpointing: bool = True,
         grad_last_k: int | None = None,
@@ -70,28 +78,31 @@ class TrajectoryRefiner(DiffusionColorizer):
         test_random_backbones: bool = False,
         lr: float = 1e-5,
         warmup_epochs: float = 0.0,
-        sampler: str = "euler",
+        sampler: SamplerName = "euler",
         steps: int = 50,
+        net: Network | None = None,
+        schedule: NoiseSchedule | None = None,
         **kwargs,
     ):
         if strategy not in STRATEGIES:
-            raise UserError(f"unknown finetuning strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            raise OptionError("strategy", f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if refine_steps < 1:
-            raise UserError(f"refine_steps must be >= 1, got {refine_steps}")
+            raise OptionError("refine_steps", f"must be >= 1, got {refine_steps}")
         if grad_last_k is not None and grad_last_k < 1:
-            raise UserError(f"grad_last_k must be >= 1 or None (the whole trajectory), got {grad_last_k}")
+            raise OptionError("grad_last_k", f"must be >= 1 or None (the whole trajectory), got {grad_last_k}")
         init = None
         if init_checkpoint is not None:
             # Classes the user's own config names are trusted too (a custom network trained with that config).
-            trusted = {class_path(kwargs[k]) for k in ("net", "schedule") if kwargs.get(k) is not None}
+            trusted = {class_path(part) for part in (net, schedule) if part is not None}
             init = read_checkpoint(init_checkpoint, trusted=trusted)
-            if kwargs.get("net") is None and kwargs.get("schedule") is None:
-                kwargs["net"], kwargs["schedule"] = build_parts(init)  # the pretrained model's, as they must be
-        if getattr(kwargs.get("schedule"), "deterministic", False):
+            if net is None and schedule is None:
+                net, schedule = build_parts(init)  # the pretrained model's, as they must be
+        if getattr(schedule, "deterministic", False):
             raise UserError(f"{init_checkpoint or 'the configured model'} is the cold-diffusion baseline: trajectory "
                             "refinement runs Euler steps from pure noise, which a cold model never saw; finetune a "
                             "noise-schedule (phi, EDM, DDPM) checkpoint")
-        super().__init__(lr=lr, warmup_epochs=warmup_epochs, sampler=sampler, steps=steps, **kwargs)
+        super().__init__(net=net, schedule=schedule, lr=lr, warmup_epochs=warmup_epochs, sampler=sampler,
+                         steps=steps, **kwargs)
         # The frozen loss network: a plain attribute, not a child module, so it is not saved, trained or moved by
         # Lightning (it follows the prediction's device in the loss).
         object.__setattr__(self, "loss_net", None)

@@ -13,7 +13,7 @@ Options common to all: ``callback(i, x, denoised, sigma)`` sees every step (traj
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -189,6 +189,8 @@ def sample_cold(denoiser, x, sigmas, cond, *, callback: Callback = None, guide: 
 
 SAMPLERS = {"euler": sample_euler, "euler_ancestral": sample_euler_ancestral, "cold": sample_cold, "heun": sample_heun,
             "dpmpp_2m": sample_dpmpp_2m, "euler_diff": sample_euler_diff}
+#: A sampler's name, as configs and command lines give it (``--model.sampler``): one of :data:`SAMPLERS`.
+SamplerName = Literal[tuple(SAMPLERS)]
 #: Samplers that draw noise along the way: :func:`models.sampling.sample` hands them its seeded generator.
 STOCHASTIC = ("euler_ancestral", "heun")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.errors import OptionError
+
 from .controls import lowpass_sketch, start_grid
 from .denoiser import Cond
 from .guidance import GuidedDenoiser
@@ -18,7 +20,7 @@ def check_pairing(schedule: NoiseSchedule, sampler: str, grid: str = "phi") -> N
     """The cold sampler (Cold Diffusion's Algorithm 2) goes with the cold schedule (models.cold), and only with it;
     EDM's grid places noise levels, which the cold schedule has none of (its t is a blend weight)."""
     if (sampler == "cold") != schedule.deterministic:
-        raise ValueError(f"the cold sampler and the cold schedule go together (got sampler {sampler!r} with {schedule})")
+        raise OptionError("sampler", f"{sampler!r} with {schedule}: the cold sampler and the cold schedule go together")
     if grid == "edm" and schedule.deterministic:
         raise ValueError(f"grid 'edm' spaces noise levels, and {schedule} has no noise; sample it on its own grid "
                          "(grid 'phi')")

@@ -13,6 +13,8 @@ from typing import Literal
 
 import torch
 
+from utils.errors import OptionError
+
 from .phi import Phi, get_phi, phi_grid
 
 
@@ -71,15 +73,24 @@ class NoiseSchedule:
 
 
 class PhiSchedule(NoiseSchedule):
-    """SSIMBaD's sigma scaling: with u ~ U(0, 1),
-    sigma = phi^-1(phi(sigma_min) + u (phi(sigma_max) - phi(sigma_min))), c_noise = phi(sigma), and the grid is
-    evenly spaced in phi from phi(sigma_max) to phi(sigma_min). Default phi*(sigma) = sigma / (sigma + 0.3).
+    """SSIMBaD's schedule: one transform phi gives c_noise, the training density and the grid.
+
+    With u ~ U(0, 1), sigma = phi^-1(phi(sigma_min) + u (phi(sigma_max) - phi(sigma_min))), c_noise = phi(sigma), and
+    the grid is evenly spaced in phi from phi(sigma_max) to phi(sigma_min). Default phi*(sigma) = sigma / (sigma + 0.3).
+
+    Args:
+        phi: the transform, by name (:data:`models.phi.CANDIDATES`, or sigma/(sigma+C) for any C > 0).
+        sigma_min: the lowest noise level (of training and of the grid).
+        sigma_max: the highest noise level, where sampling starts.
     """
 
     def __init__(self, phi: str = "sigma/(sigma+0.3)", sigma_min: float = 0.002, sigma_max: float = 80.0):
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
-        self.phi: Phi = get_phi(phi) if isinstance(phi, str) else phi
+            raise OptionError("sigma_min", f"must be > 0 and below sigma_max ({sigma_max}), got {sigma_min}")
+        try:
+            self.phi: Phi = get_phi(phi) if isinstance(phi, str) else phi
+        except ValueError as err:
+            raise OptionError("phi", str(err)) from None
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.init_args = dict(phi=self.phi.name, sigma_min=self.sigma_min, sigma_max=self.sigma_max)
         # Reject transforms whose range collapses in float64 (tanh etc. saturate) here, not mid-training.
@@ -102,14 +113,23 @@ class PhiSchedule(NoiseSchedule):
 
 
 class EDMSchedule(NoiseSchedule):
-    """EDM (Karras et al. 2022): ln(sigma) ~ N(P_mean, P_std^2) for training (Table 1), c_noise = ln(sigma) / 4,
-    and the grid sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho (eq. 5).
+    """EDM's schedule (Karras et al. 2022): a log-normal training density and the rho grid.
+
+    ln(sigma) ~ N(P_mean, P_std^2) for training (Table 1), c_noise = ln(sigma) / 4, and the grid
+    sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho (eq. 5).
+
+    Args:
+        p_mean: P_mean, the mean of ln(sigma) in training.
+        p_std: P_std, the standard deviation of ln(sigma) in training.
+        rho: the grid's rho (larger spends more steps at low noise).
+        sigma_min: the grid's lowest noise level.
+        sigma_max: the grid's highest noise level, where sampling starts.
     """
 
     def __init__(self, p_mean: float = -1.2, p_std: float = 1.2, rho: float = 7.0, sigma_min: float = 0.002,
                  sigma_max: float = 80.0):
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+            raise OptionError("sigma_min", f"must be > 0 and below sigma_max ({sigma_max}), got {sigma_min}")
         self.p_mean, self.p_std, self.rho = p_mean, p_std, rho
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.init_args = dict(p_mean=p_mean, p_std=p_std, rho=rho, sigma_min=self.sigma_min, sigma_max=self.sigma_max)
@@ -129,12 +149,19 @@ class EDMSchedule(NoiseSchedule):
 
 
 class VPSchedule(NoiseSchedule):
-    """DDPM (Ho et al. 2020) with AnimeDiffusion's linear beta_t from beta_start to beta_end over T steps, in EDM's
-    VP coordinates: sigma_t = sqrt(1 / alpha_bar_t - 1) with alpha_bar_t = prod_{s<=t} (1 - beta_s).
+    """DDPM's schedule (Ho et al. 2020) as AnimeDiffusion sets it, in EDM's VP coordinates.
+
+    A linear beta_t from beta_start to beta_end over T steps; sigma_t = sqrt(1 / alpha_bar_t - 1) with
+    alpha_bar_t = prod_{s<=t} (1 - beta_s).
 
     Training draws t uniformly from {0..T-1}; the grid takes ``steps`` timesteps evenly spaced from T-1 to 0
     (DDIM-style striding); c_noise is the (fractional) timestep scaled to [0, 1], the discrete analogue of EDM's
     VP c_noise = (M - 1) t. Pair it with ``Denoiser(prediction="eps")`` for epsilon prediction.
+
+    Args:
+        beta_start: beta of the first timestep.
+        beta_end: beta of the last timestep.
+        timesteps: T, the number of discrete timesteps.
     """
 
     def __init__(self, beta_start: float = 1e-6, beta_end: float = 1e-2, timesteps: int = 1000):

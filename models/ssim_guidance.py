@@ -22,7 +22,7 @@ guidance off (s = 0) unless asked.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
@@ -31,6 +31,7 @@ from utils.ssim import ssim_box
 from utils.xdog import xdog_torch
 
 GUIDANCE_TARGETS = ("sketch", "gt")
+GuidanceTarget = Literal[GUIDANCE_TARGETS]
 #: The scale measured best on the 64 px demo (docs/experiments/trajectory-refinement.md); at 256 px the same s
 #: moves each pixel 16x less.
 DEFAULT_SCALE = 10.0

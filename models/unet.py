@@ -256,7 +256,7 @@ class UNet(nn.Module, Network):
         attn_heads: heads of every attention layer.
         dropout: dropout inside the residual blocks.
         emb_scale: frequency scale of the Fourier noise-level embedding.
-        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30 % more time).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, one more forward).
         ref_attention: decoder levels with reference cross-attention (PASD).
         ref_attention_mid: reference cross-attention in the bottleneck.
         ref_concat: the reference also enters the input channels (pixel-aligned).

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -43,6 +44,7 @@ SOFT_RAMP = 20.0
 SIGMAS, K, P, EPSILON, RAMP = (0.3, 0.4, 0.5), 3.5, 10.0, 0.01, 1e9
 #: Luminance normalisation before XDoG: "stretch" (the default: 1st..99th percentile to [0, 1]) or "none" (paper).
 CONTRAST_MODES = ("none", "stretch")
+Contrast = Literal[CONTRAST_MODES]
 CONTRAST = "stretch"
 STRETCH_PERCENTILES = (1.0, 99.0)
 STRETCH_FLOOR = 0.1
