@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
@@ -11,10 +12,17 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from data.datamodule import ColorizationDataModule
 from models.checkpoint import AtomicCheckpointIO, read_checkpoint
 from utils.cpu import use_all_cores
-from utils.errors import UserError
+from utils.errors import OptionError, UserError
+
+from .cli_parser import OneLineErrorParser
 
 
 MODEL_DEFINING = ("net", "schedule", "prediction", "sigma_data")  # what the weights mean; sampling options may differ
+#: Per model class: a configuration of the same stage that runs on a CPU.
+CPU_CONFIGS = {"DiffusionColorizer": "configs/cpu64.yaml", "TrajectoryRefiner": "configs/finetune_demo.yaml"}
+CPU_OPTIONS = "--trainer.accelerator cpu --trainer.devices 1 --trainer.precision 32-true"
+#: Where a constructor's parameter sits in the configuration, searched in this order.
+OPTION_GROUPS = ("model", "data", "model.net.init_args", "model.schedule.init_args")
 
 
 def _plain(value: Any) -> Any:
@@ -49,6 +57,47 @@ def model_mismatches(model_config: Any, hparams: dict) -> list[str]:
     return found
 
 
+def gpu_shortage(trainer: Any, cpu_config: str) -> str | None:
+    """Why the trainer options cannot run on this machine's GPUs (accelerator gpu / cuda without CUDA, or more
+    devices than it has), with the way out; None when they can. Lightning would raise a 30-line traceback."""
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str) or accelerator.lower() not in ("gpu", "cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return (f"the configuration trains on a GPU (--trainer.accelerator {accelerator}) and this machine has none: "
+                f"use --config {cpu_config}, or add {CPU_OPTIONS}")
+    devices, available = trainer.get("devices"), torch.cuda.device_count()
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    wanted = devices if isinstance(devices, int) and devices > 0 else None  # -1 and "auto": all there are
+    if isinstance(devices, (list, tuple)):
+        wanted = len(devices)
+    if wanted is not None and wanted > available:
+        return (f"the configuration asks for {wanted} GPUs (--trainer.devices) and this machine has {available}: "
+                f"add --trainer.devices {available}")
+    return None
+
+
+def option_key(config: Any, option: str) -> str:
+    """The configuration key of a constructor parameter: ``model.realism``, ``model.net.init_args.ref_warp``."""
+    for group in OPTION_GROUPS:
+        values = config.get(group)
+        if values is not None and option in values:
+            return f"{group}.{option}"
+    return option
+
+
+def rejected_option(err: BaseException | None) -> OptionError | None:
+    """The :class:`OptionError` behind ``err``: itself, or the cause jsonargparse wrapped (a nested class's)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OptionError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 class ColorizationCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Check --ckpt_path before anything is built, and keep the configuration the user gave.
@@ -74,6 +123,27 @@ class ColorizationCLI(LightningCLI):
                                 f"{'; '.join(found[:3])}{'; ...' if len(found) > 3 else ''}); pass the config it "
                                 "was trained with (config.yaml next to its logs), or the same options")
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse, before anything is built, a GPU configuration that this machine cannot run, and fit without data."""
+        config = self.config[self.subcommand]
+        problem = gpu_shortage(config.trainer, CPU_CONFIGS.get(self.model_class.__name__, "configs/cpu64.yaml"))
+        if problem:
+            raise UserError(problem)
+        if self.subcommand == "fit" and config.data.get("root") is None:
+            raise UserError("fit needs --data.root DIR, the folder of training images")
+
+    def instantiate_classes(self) -> None:
+        """The configured classes; a value a constructor rejects (:class:`OptionError`) is one line naming its
+        option (``--model.realism: must be in [0, 1], got 2.0``)."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            rejected = rejected_option(err)
+            if rejected is None:
+                raise
+            raise UserError(f"--{option_key(self.config[self.subcommand], rejected.option)}: {rejected.message}") \
+                from None
+
     def instantiate_trainer(self, **kwargs):
         """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""
         trainer = super().instantiate_trainer(**kwargs)
@@ -89,14 +159,22 @@ class ColorizationCLI(LightningCLI):
         return kwargs
 
 
-def run_cli(model_class: type, args: list[str] | None = None) -> None:
-    """Run the LightningCLI of ``model_class`` on ``args`` (default: the command line); a UserError is one line."""
+def run_cli(model_class: type, args: list[str] | None = None, description: str | None = None) -> None:
+    """Run the LightningCLI of ``model_class`` on ``args`` (default: the command line); a UserError is one line.
+    ``description`` heads ``--help`` (the entry script's docstring)."""
     use_all_cores()
+    parser_kwargs = {}
+    if description:
+        parser_kwargs = {name: {"description": description} for name in ("fit", "validate", "test", "predict")}
+        parser_kwargs["description"] = description
     try:
         ColorizationCLI(
             model_class,
             ColorizationDataModule,
             save_config_kwargs={"overwrite": False},
+            parser_class=OneLineErrorParser,
+            auto_configure_optimizers=False,  # the model configures its own (AdamW, warm-up and cosine decay)
+            parser_kwargs=parser_kwargs,
             args=args,
         )
     except UserError as err:
