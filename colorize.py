@@ -1,6 +1,6 @@
 """Colorize sketches with a trained checkpoint.
 
-    python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE|DIR --out DIR|FILE.png [--seeds 0-3]
+    python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE [FILE ...]|DIR --out DIR|FILE.png
 
 The logic lives in :mod:`apps.colorize` (files) and :mod:`apps.colorizer` (the loaded model, also the Python API);
 ``python colorize.py --help`` explains every option.
@@ -23,9 +23,12 @@ finetune.py (its EMA weights).
 
 Pairing: --sketch is one image or a folder (searched recursively). --reference is one image (used for every
 sketch) or a folder whose files are paired with the sketches by name (path relative to the folder without the
-extension; a missing name is an error). Each output is OUT/<name>.png, named after its sketch; with one sketch file,
---out FILE.png writes that file. --seeds makes one output per seed, named by it: OUT/<name>_seed<S>.png
-(FILE_seed<S>.png); each is the file a run with --seed S writes.
+extension; a missing name is an error). Several references per sketch (a character sheet: front view, side view,
+close-ups), for a model trained with configs/variants/multiref.yaml: several image files (one set for every
+sketch), or in the reference folder a sub-folder <name>/ holding the set of that sketch. Each output is
+OUT/<name>.png, named after its sketch; with one sketch file, --out FILE.png writes that file. --seeds makes one
+output per seed, named by it: OUT/<name>_seed<S>.png (FILE_seed<S>.png); each is the file a run with --seed S
+writes.
 
 Sizes: any input size works. The model runs at its training size: the `size` saved in the checkpoint
 (datamodule_hyper_parameters, written by LightningCLI) or --size when given (needed only for checkpoints that do not
@@ -47,6 +50,7 @@ examples:
   python colorize.py --checkpoint last.ckpt --sketch sketch.png --reference ref.jpg --out face.png --seeds 0-3
   python colorize.py --checkpoint last.ckpt --sketch sketches/ --reference ref.jpg --out out/ --grid edm
   python colorize.py --checkpoint last.ckpt --sketch test/sketch --reference test/reference_cross --out out/cross
+  python colorize.py --checkpoint multiref.ckpt --sketch new.png --reference front.png side.png eyes.png --out c.png
   python colorize.py --checkpoint last.ckpt --sketch photos/ --reference ref.png --out out/ --save-trajectory
   python colorize.py --checkpoint last.ckpt --sketch s.png --reference ref.png --out out/ --realism 0.5
   python colorize.py --checkpoint last.ckpt --sketch s.png --reference ref.png --out out/ --sigma-start 2 --init flat
@@ -65,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--sketch", required=True, type=Path, metavar="FILE|DIR",
                     help="sketch image or folder of sketches (a colour image is turned into a sketch, see "
                     "--sketch-type)")
-    io.add_argument("--reference", required=True, type=Path, metavar="FILE|DIR",
-                    help="colour reference image (for every sketch) or a folder of references paired with the sketch "
-                    "folder by name")
+    io.add_argument("--reference", required=True, type=Path, nargs="+", metavar="FILE|DIR",
+                    help="colour reference image (for every sketch), several images (a character sheet: one set for "
+                    "every sketch; needs a model trained with configs/variants/multiref.yaml), or a folder of "
+                    "references paired with the sketch folder by name, where a sub-folder <name>/ gives that sketch "
+                    "a set")
     io.add_argument("--out", required=True, type=Path, metavar="DIR|FILE.png",
                     help="output folder (created; outputs are <name>.png), or with one --sketch file the output file "
                     "(with --seeds: FILE_seed<S>.png per seed)")
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None and args.seeds is not None:
         raise UserError("--seed and --seeds exclude each other: pass one (--seeds 5 is --seed 5 with a _seed5 name)")
     use_all_cores()
-    result = colorize(args.checkpoint, args.sketch, args.reference, args.out, options_from_args(args),
+    result = colorize(args.checkpoint, args.sketch, list(args.reference), args.out, options_from_args(args),
                       trajectory_dir=args.trajectory_dir)
     grid = f"{result.grid} grid" + (f" (rho {result.rho:g})" if result.grid == "edm" else "")
     seeds = f"seeds {args.seeds}" if args.seeds is not None else f"seed {args.seed or 0}"

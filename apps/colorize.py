@@ -6,9 +6,10 @@ checkpoint is loaded or a single image is sampled):
 1. :func:`plan_jobs` pairs every sketch with its reference and its output file. A sketch folder is scanned
    recursively; an image's *name* is its path relative to the folder without the extension, and its output is
    ``OUT/<name>.png``; with one sketch file, ``out`` may instead be the output file itself (``FILE.png``). One
-   reference file serves every sketch; a reference folder is paired with the sketch folder by name (missing names
-   are one error listing them). With several ``seeds`` (:func:`parse_seeds`) every sketch gets one output per seed,
-   ``<name>_seed<S>.png`` (``FILE_seed<S>.png``).
+   reference file, or a set of several (a character sheet), serves every sketch; a reference folder is paired with
+   the sketch folder by name (missing names are one error listing them), and a sub-folder ``<name>/`` of it gives
+   that sketch a set of references (every image in it). With several ``seeds`` (:func:`parse_seeds`) every sketch
+   gets one output per seed, ``<name>_seed<S>.png`` (``FILE_seed<S>.png``).
 2. :func:`check_outputs` refuses to replace existing files unless ``overwrite`` (one line listing them).
 3. :func:`check_readable` opens the header of every input file (one line listing the unreadable ones).
 4. :meth:`apps.colorizer.Colorizer.from_checkpoint` loads the checkpoint once and resolves the sampling settings.
@@ -53,7 +54,7 @@ class Job:
 
     name: str
     sketch: Path
-    reference: Path
+    references: tuple[Path, ...]  # one, or a set the model matches all at once
     output: Path
     trajectory: Path | None = None
     seed: int | None = None  # of --seeds (None: the run's --seed)
@@ -100,13 +101,28 @@ def _check_input(path: Path, what: str) -> None:
         raise UserError(f"--{what} {path} is not an image file (expected {', '.join(IMAGE_EXTENSIONS)})")
 
 
-def plan_jobs(sketch: Path, reference: Path, out: Path, trajectory_dir: Path | None = None,
+def reference_sets(entries: list[ImageEntry], reference: Path) -> dict[str, tuple[Path, ...]]:
+    """Each sketch's references from a reference folder: the sub-folder of its name (all its images), else the file
+    of its name."""
+    sets = {e.name: tuple(r.path for r in scan_folder(reference / e.name)) for e in entries
+            if (reference / e.name).is_dir()}
+    files = [e for e in entries if e.name not in sets]
+    return {**sets, **{name: (path,) for name, path in pair_by_name(files, reference, "reference").items()}} \
+        if files else sets
+
+
+def plan_jobs(sketch: Path, reference: Path | Sequence[Path], out: Path, trajectory_dir: Path | None = None,
               seeds: Sequence[int] | None = None) -> list[Job]:
     """Pair sketches with references and outputs (see the module docstring), seed by seed; raises
-    :class:`UserError`."""
-    sketch, reference, out = Path(sketch), Path(reference), Path(out)
+    :class:`UserError`. ``reference``: one file or folder, or several files (one set for every sketch)."""
+    given = [Path(r) for r in reference] if isinstance(reference, (list, tuple)) else [Path(reference)]
+    sketch, reference, out = Path(sketch), given[0], Path(out)
     _check_input(sketch, "sketch")
-    _check_input(reference, "reference")
+    for path in given:
+        _check_input(path, "reference")
+    if len(given) > 1 and any(path.is_dir() for path in given):
+        raise UserError("--reference takes one folder, or one or more image files (a set for every sketch); for a "
+                        "set per sketch, put each in a sub-folder <sketch name>/ of one reference folder")
     single = output_is_file(out)
     if out.exists() and not out.is_dir() and not single:
         raise UserError(f"--out {out} is a file; pass a folder (or FILE.png with one --sketch file)")
@@ -122,9 +138,9 @@ def plan_jobs(sketch: Path, reference: Path, out: Path, trajectory_dir: Path | N
         if out.resolve().is_relative_to(sketch.resolve()):
             raise UserError(f"--out {out} lies inside --sketch {sketch}; its outputs would be read back as sketches")
     if reference.is_dir():
-        references = pair_by_name(entries, reference, what="reference")
+        references = reference_sets(entries, reference)
     else:
-        references = {e.name: reference for e in entries}
+        references = {e.name: tuple(given) for e in entries}
     root = out.parent if single else out
     jobs = []
     for seed in seeds or [None]:
@@ -148,7 +164,7 @@ def default_trajectory_dir(out: Path) -> Path:
 def check_outputs(jobs: list[Job], overwrite: bool) -> None:
     """Refuse outputs that would replace an input file, and existing output files unless ``overwrite`` (one line
     naming them)."""
-    inputs = {p.resolve() for job in jobs for p in (job.sketch, job.reference)}
+    inputs = {p.resolve() for job in jobs for p in (job.sketch, *job.references)}
     outputs = [p for job in jobs for p in (job.output, job.trajectory) if p is not None]
     clobbered = [str(p) for p in outputs if p.resolve() in inputs]
     if clobbered:
@@ -163,7 +179,7 @@ def check_outputs(jobs: list[Job], overwrite: bool) -> None:
 
 def check_readable(jobs: list[Job]) -> None:
     """Every input file opens as an image (header only: cheap); otherwise one line naming the bad files."""
-    paths = sorted({job.sketch for job in jobs} | {job.reference for job in jobs})
+    paths = sorted({job.sketch for job in jobs} | {r for job in jobs for r in job.references})
     bad = [p for p in (header_problem(path) for path in paths) if p is not None]
     if bad:
         raise UserError(f"{len(bad)} input file(s) are not readable images ({listing(bad)}); replace or remove them")
@@ -209,15 +225,16 @@ def _trajectory(colorizer: Colorizer, batch: Batch, recorder: TrajectoryRecorder
     cond = batch.cond
     seen = lowpass_sketch(cond.sketch[k : k + 1], colorizer.realism)[0]
     seen = show_hints(seen, None if cond.hints is None else cond.hints[k])
-    return trajectory_grid(seen.cpu(), cond.reference[k].cpu(), [s[k] for s in recorder.states],
+    references = cond.reference[k] if cond.ref_mask is None else cond.reference[k][cond.ref_mask[k]]  # the real ones
+    return trajectory_grid(seen.cpu(), references.cpu(), [s[k] for s in recorder.states],
                            [p[k] for p in recorder.predictions])
 
 
-def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options: ColorizeOptions | None = None,
-             trajectory_dir: Path | None = None) -> ColorizeResult:
-    """Colorize ``sketch`` (file or folder) with ``reference`` (file or folder) into ``out`` (folder, or a PNG file
-    for one sketch); see the module docstring. Raises :class:`UserError` for bad input, before any output is written
-    where it can."""
+def colorize(checkpoint: Path, sketch: Path, reference: Path | Sequence[Path], out: Path,
+             options: ColorizeOptions | None = None, trajectory_dir: Path | None = None) -> ColorizeResult:
+    """Colorize ``sketch`` (file or folder) with ``reference`` (file or folder, or several files: one set of
+    references) into ``out`` (folder, or a PNG file for one sketch); see the module docstring. Raises
+    :class:`UserError` for bad input, before any output is written where it can."""
     options = options or ColorizeOptions()
     check_options(options)
     if options.save_trajectory and trajectory_dir is None:
@@ -226,15 +243,19 @@ def colorize(checkpoint: Path, sketch: Path, reference: Path, out: Path, options
     check_outputs(jobs, options.overwrite)
     check_readable(jobs)
     colorizer = Colorizer.from_checkpoint(checkpoint, options)
+    most = max(len(job.references) for job in jobs)
+    if most > 1 and not colorizer.takes_several_references:
+        raise UserError(f"--reference: {most} references for a sketch, but {checkpoint} takes one (train with "
+                        "configs/variants/multiref.yaml for several); pass one reference per sketch")
     keep = trajectory_steps(colorizer.sampled_steps, options.trajectory_frames)
-    # One reference for many sketches is loaded once; references paired by name are loaded with their batch.
-    shared = load_rgb(jobs[0].reference) if len({j.reference for j in jobs}) == 1 else None
+    # One reference set for many sketches is loaded once; references paired by name are loaded with their batch.
+    shared = [load_rgb(r) for r in jobs[0].references] if len({j.references for j in jobs}) == 1 else None
     converted: dict[str, None] = {}
     batches = list(_batches(jobs, options.batch_size))
     bar = tqdm(batches, desc="colorize", unit="batch", disable=not options.progress, file=sys.stderr)
     for seed, index, batch in bar:
         inputs = colorizer.prepare([job.sketch for job in batch],
-                                   [shared if shared is not None else job.reference for job in batch],
+                                   [shared if shared is not None else job.references for job in batch],
                                    [hints_file(options.hints, job.name) for job in batch])
         converted.update((job.name, None) for job, s in zip(batch, inputs.sketches) if s.converted)
         recorder = TrajectoryRecorder(keep) if options.save_trajectory else None

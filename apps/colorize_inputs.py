@@ -205,9 +205,14 @@ def trajectory_grid(sketch: torch.Tensor, reference: torch.Tensor, states: list[
                     predictions: list[torch.Tensor]) -> np.ndarray:
     """One image's denoising trajectory as a uint8 (H, W, 3) grid of two rows: the sketch, then the sampler's states
     x_i from pure noise on; the reference, then the x0 predictions at the same steps (the last is the output). The
-    sketch may be 3 channels (with colour hints painted on it, :func:`show_hints`)."""
+    sketch may be 3 channels (with colour hints painted on it, :func:`show_hints`). Several references [K, 3, H, W]:
+    the first under the sketch, the others in a third row."""
+    references = reference if reference.dim() == 4 else reference[None]
     top = [sketch.expand(3, -1, -1), *states]
-    bottom = [reference, *predictions]
-    tiles = torch.stack([to_unit(t) for t in top + bottom])
+    rows = [top, [references[0], *predictions]]
+    if len(references) > 1:  # the others in a third row, filled up with white tiles
+        others = list(references[1:len(top) + 1])
+        rows.append(others + [torch.ones_like(references[0])] * (len(top) - len(others)))
+    tiles = torch.stack([to_unit(t) for row in rows for t in row])
     grid = torchvision.utils.make_grid(tiles, nrow=len(top), padding=2, pad_value=1.0)
     return quantize(grid * 2 - 1).permute(1, 2, 0).numpy()

@@ -3,6 +3,7 @@ engine of ``colorize.py`` and the web page (:func:`apps.colorize.colorize` plans
 
     colorizer = Colorizer.from_checkpoint("last.ckpt", device="cpu")
     image = colorizer.colorize("sketch.png", "reference.png", seed=0)  # uint8 (H, W, 3), the sketch's size
+    image = colorizer.colorize("sketch.png", ["front.png", "side.png"])  # several references (a multiref model)
 
 :meth:`Colorizer.from_checkpoint` checks the options, reads the checkpoint (:mod:`models.checkpoint`: only the
 project's classes, or those in ``trusted_classes``; EMA weights) and settles, once, what the options leave to it:
@@ -11,8 +12,9 @@ stores as ``datamodule_hyper_parameters``), the sampler, steps, grid, guidance s
 (:meth:`Colorizer.prepare`, :mod:`apps.colorize_inputs`): each sketch is letterboxed to a square (white padding) and
 resized to the processing size; a colour image given as the sketch is first turned into one with the project's XDoG
 (``looks_like_sketch`` states the rule). The reference is resized and centre-cropped to the processing size, as
-training references are. :meth:`Colorizer.sample` samples from seeded noise and resizes each output back to its
-sketch's original size.
+training references are; several references for one sketch (for a model whose correspondence warp takes them,
+``takes_several_references``) are stacked [B, K, 3, H, W] with a mask for sketches that have fewer.
+:meth:`Colorizer.sample` samples from seeded noise and resizes each output back to its sketch's original size.
 
 Determinism: the noise of batch ``index`` under ``seed`` is drawn from a generator seeded with (seed, index)
 (:func:`batch_seed`), so the same inputs, seed, batch size, device and software give the same pixels.
@@ -54,6 +56,8 @@ Guide = Callable[[torch.Tensor], torch.Tensor]
 GuideFactory = Callable[["Cond"], Guide | None]  # noqa: F821 - models.denoiser.Cond, imported lazily
 #: An image given to :meth:`Colorizer.colorize`: a file, or an RGB (H, W, 3) / grey (H, W) uint8 array.
 ImageInput = str | Path | np.ndarray
+#: A sketch's reference: one image, or a list of them (a character sheet) for a model that takes several.
+References = ImageInput | Sequence[ImageInput]
 
 
 @dataclass
@@ -188,14 +192,14 @@ def initial_images(init: str, cond, sketches: list, init_rgb: np.ndarray | None,
     if init in INIT_KINDS:
         from models.controls import initial_image  # noqa: PLC0415 - models loads lazily
 
-        return initial_image(init, cond.sketch, cond.reference, net)
+        return initial_image(init, cond.sketch, cond.reference, net, cond.ref_mask)
     images = []
     for prepared in sketches:
         box = prepared.letterbox
         fitted = cv2.resize(init_rgb, (box.width, box.height), interpolation=cv2.INTER_AREA) \
             if init_rgb.shape[:2] != (box.height, box.width) else init_rgb
         images.append(to_tensor(box.forward(fitted, border="replicate")))
-    return torch.stack(images).to(cond.reference.device)
+    return torch.stack(images).to(cond.sketch.device)
 
 
 def as_rgb(image: ImageInput, what: str) -> np.ndarray:
@@ -273,6 +277,30 @@ class Colorizer:
         return cls(build_model(ckpt), Path(checkpoint), ckpt.datamodule_hparams, options)
 
     @property
+    def takes_several_references(self) -> bool:
+        """Whether the model matches several references per sketch at once (a correspondence warp)."""
+        return bool(getattr(self.model.ema.net, "takes_several_references", False))
+
+    def _references(self, references: Sequence[References]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each sketch's reference(s) at the model's size: [B, 3, S, S], or [B, K, 3, S, S] and the mask [B, K] of
+        the real ones when some sketch has several (K = the most any has)."""
+        sets = [[r] if isinstance(r, (str, Path, np.ndarray)) else list(r) for r in references]
+        if any(not refs for refs in sets):
+            raise UserError("a sketch was given an empty set of references; pass at least one")
+        tensors = [[to_tensor(prepare_reference(as_rgb(r, "reference"), self.size)) for r in refs] for refs in sets]
+        most = max(len(refs) for refs in tensors)
+        if most == 1:
+            return torch.stack([refs[0] for refs in tensors]).to(self.device), None
+        if not self.takes_several_references:
+            raise UserError(f"{self.checkpoint} takes one reference per sketch, and {most} were given (a model "
+                            "trained with configs/variants/multiref.yaml takes several)")
+        padded = torch.zeros(len(tensors), most, 3, self.size, self.size)
+        mask = torch.zeros(len(tensors), most, dtype=torch.bool)
+        for i, refs in enumerate(tensors):
+            padded[i, :len(refs)], mask[i, :len(refs)] = torch.stack(refs), True
+        return padded.to(self.device), mask.to(self.device)
+
+    @property
     def sampled_steps(self) -> int:
         """The steps a sample takes: the grid's, fewer with a noise start (the grid truncated at sigma_start)."""
         from models.controls import start_grid  # noqa: PLC0415
@@ -280,21 +308,21 @@ class Colorizer:
 
         return len(start_grid(sampler_grid(self.model.schedule, self.steps, self.grid, self.rho), self.sigma_start)) - 1
 
-    def prepare(self, sketches: Sequence[ImageInput], references: Sequence[ImageInput],
+    def prepare(self, sketches: Sequence[ImageInput], references: Sequence[References],
                 hints: Sequence[Path | None] | None = None) -> Batch:
-        """A batch of sketches, each with its reference and its hint file (None: no hints for that sketch)."""
+        """A batch of sketches, each with its reference (or list of references) and its hint file (None: no hints
+        for that sketch)."""
         from models.denoiser import Cond  # noqa: PLC0415
 
         prepared = [prepare_sketch(as_rgb(s, "sketch"), self.size, self.sketch_params, self.options.sketch_type)
                     for s in sketches]
-        refs = [prepare_reference(as_rgb(r, "reference"), self.size) for r in references]
+        refs, ref_mask = self._references(references)
         hint_maps = None
         if hints is not None and any(h is not None for h in hints):
             hint_maps = torch.stack([prepare_hints(h, s.letterbox) if h is not None else torch.zeros(4, self.size,
                                                                                                      self.size)
                                      for h, s in zip(hints, prepared)]).to(self.device)
-        cond = Cond(torch.stack([to_tensor(s.sketch) for s in prepared]).to(self.device),
-                    torch.stack([to_tensor(r) for r in refs]).to(self.device), hint_maps)
+        cond = Cond(torch.stack([to_tensor(s.sketch) for s in prepared]).to(self.device), refs, hint_maps, ref_mask)
         return Batch(prepared, cond)
 
     def sample(self, batch: Batch, seed: int, index: int = 0, callback=None) -> list[np.ndarray]:
@@ -312,9 +340,10 @@ class Colorizer:
         pixels = quantize(result)
         return [s.letterbox.inverse(p.permute(1, 2, 0).numpy()) for s, p in zip(batch.sketches, pixels)]
 
-    def colorize(self, sketch: ImageInput, reference: ImageInput, *, seed: int | None = None,
+    def colorize(self, sketch: ImageInput, reference: References, *, seed: int | None = None,
                  hints: Path | None = None) -> np.ndarray:
         """One colorization, uint8 (H, W, 3) of the sketch's size: the file ``colorize.py`` writes for this sketch
-        alone with ``--seed seed`` (None: the options' seed). ``hints``: an RGBA hint file of the sketch's size."""
+        alone with ``--seed seed`` (None: the options' seed). ``reference``: one image or a list of them.
+        ``hints``: an RGBA hint file of the sketch's size."""
         batch = self.prepare([sketch], [reference], [hints])
         return self.sample(batch, self.options.seed if seed is None else seed)[0]

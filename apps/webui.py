@@ -1,4 +1,5 @@
-"""The local web page of ``app.py``: upload a sketch and a reference, set the sampling options, get the colorization.
+"""The local web page of ``app.py``: upload a sketch and a reference (or several, for a model that takes them), set
+the sampling options, get the colorization.
 
 Built on Gradio, the maintained library for ML demo pages: its components cover uploads, sliders, a drawing canvas
 for colour hints and progress, and its queue bounds concurrent work. Every request runs :func:`apps.colorize.colorize`
@@ -87,22 +88,45 @@ def hint_layer(editor: dict | None) -> np.ndarray | None:
     return out
 
 
-def run_request(page: PageModel, sketch: str | None, reference: str | None, hints: dict | None, sampler: str,
-                grid: str, steps: float, guidance_sketch: float, guidance_reference: float, guidance_ssim: float,
-                seed: float, realism: float, sigma_start: float, init: str):
-    """One colorization: (output, sketch seen, trajectory grid, status line)."""
+def reference_uploads(reference: str | list[str] | None) -> list[Path]:
+    """The uploaded reference files (one or several), checked; a UserError naming the bad one otherwise."""
+    given = [reference] if isinstance(reference, str) else [r for r in (reference or []) if r]
+    if not given:
+        raise UserError("no reference uploaded: drop an image (or several drawings of the character) on the "
+                        "reference box")
+    return [check_upload(path, "reference" if len(given) == 1 else f"reference {k + 1}")
+            for k, path in enumerate(given)]
+
+
+def reference_strip(references: list[Path], height: int = 128) -> np.ndarray:
+    """The uploaded references side by side at one height, for the page to show what it was given."""
+    tiles = []
+    for path in references:
+        rgb = load_rgb(path)
+        width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+        tiles.append(np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR)))
+    return np.concatenate(tiles, axis=1)
+
+
+def run_request(page: PageModel, sketch: str | None, reference: str | list[str] | None, hints: dict | None,
+                sampler: str, grid: str, steps: float, guidance_sketch: float, guidance_reference: float,
+                guidance_ssim: float, seed: float, realism: float, sigma_start: float, init: str):
+    """One colorization: (output, sketch seen, trajectory grid, status line). ``reference``: one upload or a list
+    of them (a character sheet, for a model that takes several)."""
     from models.ssim_guidance import check_scale, ssim_guide  # noqa: PLC0415
 
     work = Path(tempfile.mkdtemp(prefix="ssimbad-page-"))
     try:
         sketch_path = check_upload(sketch, "sketch")
-        reference_path = check_upload(reference, "reference")
+        reference_paths = reference_uploads(reference)
         # Fixed names: an upload's own name never reaches a path of ours.
         (work / "in").mkdir()
         local_sketch = work / "in" / f"sketch{sketch_path.suffix.lower() or '.png'}"
-        local_reference = work / "in" / f"reference{reference_path.suffix.lower() or '.png'}"
+        local_references = [work / "in" / f"reference{k}{path.suffix.lower() or '.png'}"
+                            for k, path in enumerate(reference_paths)]
         shutil.copyfile(sketch_path, local_sketch)
-        shutil.copyfile(reference_path, local_reference)
+        for path, local in zip(reference_paths, local_references):
+            shutil.copyfile(path, local)
         layer = hint_layer(hints) if page.takes_hints else None
         hint_file = None
         if layer is not None:
@@ -118,13 +142,13 @@ def run_request(page: PageModel, sketch: str | None, reference: str | None, hint
             init=init, hints=hint_file, progress=True,
             guide_factory=(lambda cond: ssim_guide(scale, cond.sketch)) if scale else None,
         )
-        result = colorize(page.checkpoint, local_sketch, local_reference, work / "out", options,
+        result = colorize(page.checkpoint, local_sketch, local_references, work / "out", options,
                           trajectory_dir=work / "trajectory")
         output = load_rgb(work / "out" / "sketch.png")
         trajectory = load_rgb(work / "trajectory" / "sketch.png")
         seen = trajectory[2:2 + result.size, 2:2 + result.size]  # the first tile: the sketch the model saw
         status = (f"done: {result.sampler}, {result.grid} grid, {result.steps} steps, {result.size}x{result.size} px, "
-                  f"seed {int(seed)}"
+                  f"seed {int(seed)}" + (f", {len(local_references)} references" if len(local_references) > 1 else "")
                   + (" (the upload was a colour image: its sketch was extracted with XDoG)" if result.converted
                      else ""))
         return output, seen, trajectory, status
@@ -144,7 +168,9 @@ def build_page(page: PageModel):
                     "colour image, turned into a sketch with XDoG) and a reference, then press Colorize.")
         with gr.Row():
             sketch = gr.File(label="Sketch", file_types=["image"], type="filepath", elem_id="sketch")
-            reference = gr.File(label="Reference", file_types=["image"], type="filepath", elem_id="reference")
+            reference = gr.File(label="Reference: one image, or several drawings of the character (a model trained "
+                                "with configs/variants/multiref.yaml combines them)", file_types=["image"],
+                                file_count="multiple", type="filepath", elem_id="reference")
         hints = gr.ImageEditor(label="Colour hints: draw strokes of colour over the sketch", type="numpy",
                                visible=page.takes_hints, elem_id="hints")
         with gr.Accordion("Sampling", open=True):
@@ -157,7 +183,7 @@ def build_page(page: PageModel):
             with gr.Row():
                 g_sketch = gr.Slider(0, 5, value=page.guidance[0], step=0.1, label="Guidance: sketch")
                 g_reference = gr.Slider(0, 5, value=page.guidance[1], step=0.1, label="Guidance: reference")
-                g_ssim = gr.Slider(0, 2, value=0, step=0.05, label="SSIM guidance")
+                g_ssim = gr.Slider(0, 30, value=0, step=0.5, label="SSIM guidance (10: the 64 px demo's best)")
             with gr.Row():
                 realism = gr.Slider(0, 1, value=0, step=0.05, label="Realism (0: follow the lines)")
                 sigma_start = gr.Number(value=0, label="Noise start sigma (0: pure noise)")
@@ -167,7 +193,7 @@ def build_page(page: PageModel):
         with gr.Row():
             output = gr.Image(label="Colorization", type="numpy", format="png", height=288, elem_id="output")
             seen = gr.Image(label="Sketch the model saw", type="numpy", format="png", height=288, elem_id="seen")
-            shown_reference = gr.Image(label="Reference", type="numpy", height=288, interactive=False,
+            shown_reference = gr.Image(label="Reference(s)", type="numpy", height=288, interactive=False,
                                        elem_id="shown-reference")
         trajectory = gr.Image(label="Trajectory: states (top) and x0 predictions (bottom)", type="numpy",
                               format="png", height=256, elem_id="trajectory")  # each image has a download button
@@ -175,15 +201,21 @@ def build_page(page: PageModel):
         def colorize_page(*args, progress=gr.Progress(track_tqdm=True)):
             return run_request(page, *args)
 
-        def fill_canvas(path, what="sketch"):
+        def fill_canvas(path):
             try:
-                return load_rgb(check_upload(path, what)) if path else None
+                return load_rgb(check_upload(path, "sketch")) if path else None
+            except UserError:
+                return None
+
+        def show_references(paths):
+            try:
+                return reference_strip(reference_uploads(paths)) if paths else None
             except UserError:
                 return None
 
         if page.takes_hints:
             sketch.change(fill_canvas, sketch, hints)
-        reference.change(lambda path: fill_canvas(path, "reference"), reference, shown_reference)
+        reference.change(show_references, reference, shown_reference)
         run.click(colorize_page,
                   [sketch, reference, hints, sampler, grid, steps, g_sketch, g_reference, g_ssim, seed, realism,
                    sigma_start, init],

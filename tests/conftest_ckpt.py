@@ -89,6 +89,31 @@ def tiny_model(tmp_path_factory) -> TinyModel:
     return TinyModel(checkpoint, faces, SIZE)
 
 
+@pytest.fixture(scope="session")
+def tiny_warp_model(tiny_model, tmp_path_factory) -> TinyModel:
+    """The tiny run's checkpoint with a correspondence-warp network of the same widths (takes several references),
+    its weights drawn at random with every path non-zero: a checkpoint as pretrain.py writes it, made in-process."""
+    from models.checkpoint import spec
+    from models.colorizer import DiffusionColorizer
+    from models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2, ref_warp=1)
+    model = DiffusionColorizer(net=net, steps=3, ema_decay=0.0)
+    with torch.no_grad():
+        for p in model.denoiser.parameters():
+            if p.dim() > 1:  # weights, not biases or norms
+                p.normal_(0, 0.05)
+        model.ema.load_state_dict(model.denoiser.state_dict())
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    ckpt["state_dict"] = model.state_dict()
+    ckpt["hyper_parameters"]["net"] = spec(net)
+    ckpt.pop("optimizer_states", None)
+    path = tmp_path_factory.mktemp("tiny_warp_model") / "warp.ckpt"
+    torch.save(ckpt, path)
+    return TinyModel(path, tiny_model.faces, tiny_model.size)
+
+
 @pytest.fixture
 def python_subprocess():
     """:func:`run_python`: run ``python ARGS`` in the project root as a user would, offline, one thread."""

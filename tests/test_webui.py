@@ -37,10 +37,20 @@ def rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
+    yield from _serve(tiny_model.checkpoint)
+
+
+@pytest.fixture(scope="module")
+def warp_server(tiny_warp_model):
+    """The page of a model that takes several references."""
+    yield from _serve(tiny_warp_model.checkpoint)
+
+
+def _serve(checkpoint: Path):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
                PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(tiny_model.checkpoint),
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint),
                              "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -90,15 +100,16 @@ def _open(driver, url):
     WebDriverWait(driver, 120).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#sketch input[type=file]")))
 
 
-def _upload_and_run(driver, sketch: Path, reference: Path):
+def _upload_and_run(driver, sketch: Path, *references: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.find_element(By.CSS_SELECTOR, "#sketch input[type=file]").send_keys(str(sketch))
-    driver.find_element(By.CSS_SELECTOR, "#reference input[type=file]").send_keys(str(reference))
-    for box in ("sketch", "reference"):  # the uploads have landed when their file names show
-        WebDriverWait(driver, 60).until(lambda d, b=box: Path(sketch if b == "sketch" else reference).stem
-                                        in d.find_element(By.ID, b).text)
+    # several files in one input: their paths separated by newlines, as Selenium takes them
+    driver.find_element(By.CSS_SELECTOR, "#reference input[type=file]").send_keys("\n".join(map(str, references)))
+    for box, paths in (("sketch", [sketch]), ("reference", references)):  # landed when their file names show
+        for path in paths:
+            WebDriverWait(driver, 60).until(lambda d, b=box, p=path: Path(p).stem in d.find_element(By.ID, b).text)
     driver.find_element(By.ID, "run").click()
 
 
@@ -126,6 +137,26 @@ def test_page_colorizes_an_upload(server, browser, tiny_model, tmp_path):
         assert not np.array_equal(out, np.asarray(Image.open(given).convert("RGB")))
 
 
+def test_page_colorizes_with_two_reference_uploads(warp_server, browser, tiny_warp_model):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = warp_server
+    faces = sorted(tiny_warp_model.faces.glob("*.png"))
+    _open(browser, url)
+    _upload_and_run(browser, faces[0], faces[1], faces[2])
+    WebDriverWait(browser, 180).until(lambda d: _status(d).startswith(("done", "error")))
+    assert _status(browser).startswith("done") and "2 references" in _status(browser), _status(browser)
+    src = browser.find_element(By.CSS_SELECTOR, "#output img").get_attribute("src")
+    with urllib.request.urlopen(src, timeout=30) as response:
+        out = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+    assert out.shape == (tiny_warp_model.size, tiny_warp_model.size, 3)
+    shown = browser.find_element(By.CSS_SELECTOR, "#shown-reference img").get_attribute("src")
+    with urllib.request.urlopen(shown, timeout=30) as response:  # both references side by side
+        strip = Image.open(io.BytesIO(response.read()))
+    assert strip.width == 2 * strip.height
+
+
 def test_page_reports_a_corrupt_upload(server, browser, tiny_model, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -143,7 +174,7 @@ def test_burst_of_requests_is_answered_and_memory_returns(server, tiny_model):
 
     url, proc = server
     faces = sorted(tiny_model.faces.glob("*.png"))
-    args = (handle_file(str(faces[0])), handle_file(str(faces[1])), None, "euler", "phi", 3, 1, 1, 0, 0, 0, 0,
+    args = (handle_file(str(faces[0])), [handle_file(str(faces[1]))], None, "euler", "phi", 3, 1, 1, 0, 0, 0, 0,
             "reference")
     client = Client(url, verbose=False)
     assert client.predict(*args, api_name="/colorize")[-1].startswith("done")  # warm
