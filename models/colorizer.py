@@ -174,7 +174,7 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
         sigma_start = hp.get("sigma_start") if sigma_start is None else sigma_start
         denoiser = self.ema if use_ema else self.denoiser
         if sigma_start is not None and init is None:
-            init = initial_image(hp.get("init", "reference"), cond.sketch, cond.reference, denoiser.net)
+            init = initial_image(hp.get("init", "reference"), cond.sketch, cond.reference, denoiser.net, cond.ref_mask)
         return sample(denoiser, self.schedule, cond, steps or hp.steps,
                       sampler or hp.sampler, seed=seed, device=self.device,
                       guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,

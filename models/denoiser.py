@@ -33,11 +33,31 @@ Prediction = Literal[PREDICTIONS]
 class Cond(NamedTuple):
     """The conditioning images, in [-1, 1]: sketch [B, 1, H, W] and reference [B, 3, H, W]; optional colour hints
     [B, 4, H, W] (RGB where the mask is 1 and 0 elsewhere, then the 0/1 mask; :mod:`data.hints`). A model with hint
-    channels reads None as "no hints" (all zeros), the state it was trained with when hints were dropped."""
+    channels reads None as "no hints" (all zeros), the state it was trained with when hints were dropped.
+
+    Several references per sketch (a character sheet): ``reference`` [B, K, 3, H, W] and ``ref_mask`` [B, K], True
+    where item b has a k-th reference (the rest is padding; None: every item has K). Reference k = 0 is the one the
+    input channels take; a correspondence warp (``ref_warp``) matches the sketch against all of them."""
 
     sketch: torch.Tensor
     reference: torch.Tensor
     hints: torch.Tensor | None = None
+    ref_mask: torch.Tensor | None = None
+
+
+def split_references(cond: Cond) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(the reference of the input channels [B, 3, H, W], all references [B, K, 3, H, W], their mask [B, K]); the
+    last two are None when every item has exactly one reference, so that K = 1 is the single-reference path."""
+    ref, mask = cond.reference, cond.ref_mask
+    if ref.dim() == 4:
+        return ref, None, None
+    if ref.dim() != 5 or ref.shape[2] != 3:
+        raise ValueError(f"references must be [B, 3, H, W] or [B, K, 3, H, W], got {tuple(ref.shape)}")
+    if mask is not None and not bool(mask[:, 0].all()):
+        raise ValueError("every item needs its first reference (ref_mask[:, 0] must be True)")
+    if ref.shape[1] == 1 or (mask is not None and not bool(mask[:, 1:].any())):
+        return ref[:, 0], None, None
+    return ref[:, 0], ref, mask
 
 
 class Denoiser(nn.Module):
@@ -66,12 +86,20 @@ class Denoiser(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
         c_skip, c_out, c_in = self.scalings(sigma)
+        first, references, ref_mask = split_references(cond)
         parts = [c_in * x, cond.sketch.to(x.dtype)]
-        if self.takes_hints:  # between the sketch and the reference, which stays last (models.unet.REF_CHANNELS)
+        if self.takes_hints:  # between the sketch and the reference, which stays last (correspondence.REF_CHANNELS)
             hints = cond.hints if cond.hints is not None else x.new_zeros(x.shape[0], HINT_CHANNELS, *x.shape[2:])
             parts.append(hints.to(x.dtype))
         elif cond.hints is not None:
             raise ValueError("this model was trained without colour hints (its network has no hint channels)")
-        inp = torch.cat(parts + [cond.reference.to(x.dtype)], dim=1)
-        f = self.net(inp, self.schedule.c_noise(sigma.reshape(-1)))
+        inp = torch.cat(parts + [first.to(x.dtype)], dim=1)
+        c_noise = self.schedule.c_noise(sigma.reshape(-1))
+        if references is None:
+            f = self.net(inp, c_noise)
+        elif not getattr(self.net, "takes_several_references", False):
+            raise ValueError("this model takes one reference per sketch (its network has no correspondence warp); "
+                             "several need a model trained with configs/variants/multiref.yaml")
+        else:
+            f = self.net(inp, c_noise, references=references.to(x.dtype), ref_mask=ref_mask)
         return c_skip * x + c_out * f.to(x.dtype)

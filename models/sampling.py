@@ -54,7 +54,7 @@ def sample(
     check_pairing(schedule, sampler, grid)
     full = sampler_grid(schedule, steps, grid, rho, device=device)
     sigmas = start_grid(full, sigma_start)
-    b, _, h, w = cond.reference.shape
+    b, _, h, w = cond.sketch.shape
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     noise = torch.randn((b, 3, h, w), generator=gen).to(device)
     if sigma_start is not None and init is None:
