@@ -26,17 +26,20 @@ reference's colour features. The attention then no longer depends on the noisy i
 
 ``ref_warp=L`` uses the same sketch-to-sketch matching once, before the network: at level L, every position of the
 input sketch takes the attention-weighted mean of the reference's colours, and this warped reference, upsampled,
-enters the input channels, in place of the reference or, with ``ref_concat=True``, next to it (the correspondence warp of exemplar-based colorization: Zhang et al.
-2019, "Deep exemplar-based video colorization", Sec. 3.1; CoCosNet, Zhang et al. 2020, Sec. 3.1). The network then
+enters the input channels, in place of the reference or, with ``ref_concat=True``, next to it (the correspondence
+warp of exemplar-based colorization: Zhang et al. 2019, "Deep exemplar-based video colorization", Sec. 3.1; CoCosNet,
+Zhang et al. 2020, Sec. 3.1). The network then
 gets an aligned reference whatever the reference's pose, and uses it the way the paper's network uses its
 pixel-aligned one. Attention in the decoder cannot set an image's absolute colours as easily: every GroupNorm after
 it, down to the output's, removes each group's mean over the image (at 32 or 64 channels a group is one or two
 channels), so a colour added uniformly by the attention is gone by the output; the input channels reach the output
-through the same network as the paper's reference does.
+through the same network as the paper's reference does. With the warp alone (no cross-attention), ``forward`` also
+takes K references [B, K, 3, H, W] and their mask: one softmax over all their positions (a character sheet), the
+input channels keeping the first. The reference modules live in :mod:`models.correspondence`, the blocks in
+:mod:`models.layers`.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -47,11 +50,11 @@ from torch.utils.checkpoint import checkpoint
 from utils.errors import OptionError
 from utils.xdog import RAMP, SIGMAS, xdog_torch
 
+from .correspondence import REF_CHANNELS, CorrespondenceWarp, CrossAttention, ReferenceEncoder
+from .layers import Attention, FourierEmbedding, ResBlock, group_norm
 from .network import Network
 
 
-#: The reference's channels: the last ones of the input (the Denoiser concatenates noisy image, sketch, reference).
-REF_CHANNELS = 3
 #: The sketch's channel: the first after the 3 of the noisy image.
 SKETCH_CHANNEL = 3
 #: Down/upsampling between levels: a stride-2 conv and nearest + conv (DDPM, ADM), or a 2x2 average pool and nearest
@@ -61,185 +64,6 @@ Resample = Literal[RESAMPLE]
 #: Where the keys of the reference cross-attention come from: the reference's features (PASD) or its sketch (SCFT).
 REF_KEYS = ("reference", "sketch")
 RefKeys = Literal[REF_KEYS]
-
-
-def _norm(ch: int) -> nn.GroupNorm:
-    groups = 32 if ch % 32 == 0 else min(32, ch // 4)
-    # widths such as 144 (a decoder concat at base 48): the largest count below that divides them
-    return nn.GroupNorm(math.gcd(ch, groups), ch)
-
-
-class FourierEmbedding(nn.Module):
-    """Random Fourier features of the scalar c_noise, as EDM's DDPM++ uses them: [cos 2 pi f c, sin 2 pi f c],
-    f ~ N(0, scale^2), fixed (a buffer, saved with the weights). Resolves c_noise ranges around [-2, 2]."""
-
-    def __init__(self, channels: int, scale: float = 16.0, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("freqs", torch.randn(channels // 2, generator=g) * scale)
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        arg = 2 * math.pi * c.float()[:, None] * self.freqs[None]
-        return torch.cat([arg.cos(), arg.sin()], dim=1)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_ch: int, dropout: float):
-        super().__init__()
-        self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_ch, 2 * cout)  # adaptive scale and shift of the second norm
-        self.norm2, self.drop, self.conv2 = _norm(cout), nn.Dropout(dropout), nn.Conv2d(cout, cout, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
-        h = self.conv2(self.drop(F.silu(h)))
-        return (self.skip(x) + h) / math.sqrt(2)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention over the pixels of a feature map (scaled dot product)."""
-
-    def __init__(self, ch: int, heads: int):
-        super().__init__()
-        if ch % heads:
-            raise ValueError(f"{ch} channels do not split into {heads} attention heads")
-        self.heads, self.norm = heads, _norm(ch)
-        self.qkv, self.proj = nn.Conv2d(ch, 3 * ch, 1), nn.Conv2d(ch, ch, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        return (x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))) / math.sqrt(2)
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention of a feature map to the reference; x + proj(attention), with proj zero-initialised
-    (identity at initialisation). The values are the reference's features of ``ref_ch`` channels plus its own
-    colours at that resolution; the colours bypass the normalisation: the encoder's GroupNorms remove each
-    channel's mean over the image, which is exactly the absolute colour the values must carry.
-
-    Without ``match_ch`` the queries come from the feature map and the keys from the reference's features (PASD).
-    With it, queries and keys are the input sketch's and the reference sketch's structure features (``match_ch``
-    channels), through one shared projection (SCFT)."""
-
-    def __init__(self, ch: int, ref_ch: int, heads: int, match_ch: int | None = None):
-        super().__init__()
-        if ch % heads:
-            raise ValueError(f"{ch} channels do not split into {heads} attention heads")
-        self.heads, self.ref_norm = heads, _norm(ref_ch)
-        if match_ch is None:
-            self.norm, self.q = _norm(ch), nn.Conv2d(ch, ch, 1)
-            self.kv = nn.Conv2d(ref_ch + REF_CHANNELS, 2 * ch, 1)
-        else:
-            self.match_norm, self.match = _norm(match_ch), nn.Conv2d(match_ch, ch, 1)
-            self.v = nn.Conv2d(ref_ch + REF_CHANNELS, ch, 1)
-        self.proj = nn.Conv2d(ch, ch, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, colours: torch.Tensor,
-                structure: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        b, c, h, w = x.shape
-
-        def split(t: torch.Tensor) -> torch.Tensor:  # [B, C, ...] -> [B, heads, pixels, C / heads]
-            return t.reshape(b, self.heads, c // self.heads, -1).transpose(-1, -2)
-
-        values = torch.cat([self.ref_norm(ref), colours.to(ref.dtype)], dim=1)
-        if structure is None:
-            q, (k, v) = self.q(self.norm(x)), self.kv(values).chunk(2, dim=1)
-        else:
-            q, k = (self.match(self.match_norm(s)) for s in structure)
-            v = self.v(values)
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
-
-
-class CorrespondenceWarp(nn.Module):
-    """The reference's colours moved onto the sketch by structure matching at one level: a softmax over the
-    reference's positions of s cos(W n(f_sketch), W n(f_ref)), with one projection W for both and a learnt scale s
-    (cosine similarity with a temperature, as CoCosNet's correspondence, Sec. 3.1), applied to the reference's
-    colours average-pooled to that level, then upsampled bilinearly to the image (``ref_warp``, module docstring)."""
-
-    #: The scale s at initialisation: sharp enough that an untrained encoder already warps by structure.
-    INIT_SCALE = 30.0
-
-    def __init__(self, ch: int, level: int):
-        super().__init__()
-        self.level, self.norm, self.match = level, _norm(ch), nn.Conv2d(ch, ch, 1)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(self.INIT_SCALE)))
-
-    #: The most attention weights one chunk of queries may hold (several references): 2^25 floats, 128 MiB in fp32.
-    CHUNK_ELEMENTS = 2**25
-
-    def _keys(self, f: torch.Tensor) -> torch.Tensor:
-        """Unit-norm matching features [B, C, h, w] -> [B, h w, C]."""
-        return F.normalize(self.match(self.norm(f)), dim=1).flatten(2).transpose(1, 2)
-
-    def forward(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
-                ref_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The warp of ``ref`` [B, 3, H, W] by features ``sketch`` and ``ref_sketch`` [B, C, h, w]; or of K references
-        ``ref`` [B, K, 3, H, W] with ``ref_sketch`` [B, K, C, h, w], one softmax over all K h w positions (padding
-        masked out by ``ref_mask`` [B, K]), so that time and memory grow linearly in K."""
-        if ref.dim() == 5:
-            return self._forward_several(sketch, ref_sketch, ref, ref_mask)
-        b, _, h, w = sketch.shape
-        q, k = self._keys(sketch), self._keys(ref_sketch)
-        colours = F.avg_pool2d(ref, 2**self.level) if self.level else ref
-        v = colours.flatten(2).transpose(1, 2).to(q.dtype)  # [B, N, 3]
-        warped = F.scaled_dot_product_attention(q * self.log_scale.exp(), k, v, scale=1.0)
-        return self._to_image(warped, b, h, w, ref.dtype)
-
-    def _forward_several(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
-                         ref_mask: torch.Tensor | None) -> torch.Tensor:
-        b, n_refs, _, h, w = ref_sketch.shape
-        q = self._keys(sketch) * self.log_scale.exp()
-        k = self._keys(ref_sketch.flatten(0, 1)).reshape(b, n_refs * h * w, -1)  # [B, K N, C]
-        colours = ref.flatten(0, 1)
-        colours = F.avg_pool2d(colours, 2**self.level) if self.level else colours
-        v = colours.flatten(2).transpose(1, 2).reshape(b, n_refs * h * w, 3).to(q.dtype)
-        mask = None
-        if ref_mask is not None:  # True where a position belongs to a real reference
-            mask = ref_mask.to(q.device, torch.bool)[:, None, :, None].expand(b, 1, n_refs, h * w).flatten(2)
-        rows = max(1, self.CHUNK_ELEMENTS // (b * k.shape[1]))  # queries are independent: chunk them
-        warped = torch.cat([F.scaled_dot_product_attention(q[:, i:i + rows], k, v, attn_mask=mask, scale=1.0)
-                            for i in range(0, q.shape[1], rows)], dim=1)
-        return self._to_image(warped, b, h, w, ref.dtype)
-
-    def _to_image(self, warped: torch.Tensor, b: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
-        warped = warped.transpose(1, 2).reshape(b, -1, h, w)
-        if self.level:
-            warped = F.interpolate(warped, scale_factor=2**self.level, mode="bilinear", align_corners=False)
-        return warped.to(dtype)
-
-
-class ReferenceEncoder(nn.Module):
-    """An image (the reference, or a sketch) -> one feature map per U-Net level (level l at 1/2^l of the image
-    side): a conv stem, then per level a (stride-2 from level 1 on) conv, GroupNorm, SiLU, conv, GroupNorm, SiLU."""
-
-    def __init__(self, in_ch: int, channels: list[int]):
-        super().__init__()
-        self.stem = nn.Conv2d(in_ch, channels[0], 3, padding=1)
-        self.levels, prev = nn.ModuleList(), channels[0]
-        for level, ch in enumerate(channels):
-            self.levels.append(nn.Sequential(
-                nn.Conv2d(prev, ch, 3, stride=2 if level else 1, padding=1), _norm(ch), nn.SiLU(),
-                nn.Conv2d(ch, ch, 3, padding=1), _norm(ch), nn.SiLU()))
-            prev = ch
-
-    def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
-        h, feats = self.stem(img), []
-        for layers in self.levels:
-            h = layers(h)
-            feats.append(h)
-        return feats
 
 
 class UNet(nn.Module, Network):
@@ -365,7 +189,7 @@ class UNet(nn.Module, Network):
                 self.up_levels.append(out_level)
                 self.up.append(nn.ModuleList(layers))
 
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 

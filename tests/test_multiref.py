@@ -8,7 +8,8 @@ import torch
 from models.denoiser import Cond, Denoiser
 from models.guidance import GuidedDenoiser, drop_conditions
 from models.schedules import PhiSchedule
-from models.unet import CorrespondenceWarp, UNet
+from models.correspondence import CorrespondenceWarp
+from models.unet import UNet
 
 TINY = dict(base_channels=16, channel_mult=(1, 2, 2), num_blocks=1, attn_heads=2)
 

@@ -202,7 +202,7 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
 def test_absolute_reference_colours_reach_the_values():
     """Normalised features lose a channel's mean over the image; the colour bypass keeps it: the same features
     with two different colours attend to different values."""
-    from models.unet import CrossAttention
+    from models.correspondence import CrossAttention
 
     torch.manual_seed(0)
     attn = CrossAttention(8, 8, 2)
