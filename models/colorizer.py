@@ -116,9 +116,9 @@ class DiffusionColorizer(EvaluationMixin, pl.LightningModule):
             raise OptionError("loss_weighting", f"must be one of {', '.join(LOSS_WEIGHTINGS)}, got {loss_weighting!r}")
         get_sampler(sampler)
         if grid not in GRIDS:
-            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
+            raise OptionError("grid", f"must be one of {', '.join(GRIDS)}, got {grid!r}")
         if not rho > 0:
-            raise ValueError(f"rho must be positive, got {rho}")
+            raise OptionError("rho", f"must be positive, got {rho}")
         check_pairing(schedule, sampler, grid)
         check_target(guidance_target)
         check_scale(guidance_ssim_scale)

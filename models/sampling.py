@@ -22,8 +22,8 @@ def check_pairing(schedule: NoiseSchedule, sampler: str, grid: str = "phi") -> N
     if (sampler == "cold") != schedule.deterministic:
         raise OptionError("sampler", f"{sampler!r} with {schedule}: the cold sampler and the cold schedule go together")
     if grid == "edm" and schedule.deterministic:
-        raise ValueError(f"grid 'edm' spaces noise levels, and {schedule} has no noise; sample it on its own grid "
-                         "(grid 'phi')")
+        raise OptionError("grid", f"'edm' spaces noise levels, and {schedule} has no noise; sample it on its own "
+                          "grid (grid 'phi')")
 
 
 def sample(

@@ -108,7 +108,8 @@ def test_an_unknown_finetuning_strategy_is_one_line(tmp_path, capsys):
                                                                        "must be > 0"),
     (DiffusionColorizer, "--model.sampler", "cold", "error: --model.sampler: 'cold' with PhiSchedule"),
     (TrajectoryRefiner, "--model.refine_steps", "0", "error: --model.refine_steps: must be >= 1, got 0"),
-], ids=["realism", "sigma_start", "ref_warp", "sigma_min", "cold-sampler", "refine_steps"])
+    (DiffusionColorizer, "--model.rho", "-1", "error: --model.rho: must be positive, got -1.0"),
+], ids=["realism", "sigma_start", "ref_warp", "sigma_min", "cold-sampler", "refine_steps", "rho"])
 def test_a_value_the_constructor_rejects_is_one_line_naming_the_option(model_class, option, value, says, tmp_path,
                                                                         capsys):
     args = ["fit", "--config", TINY, "--data.root", str(tmp_path), "--trainer.default_root_dir", str(tmp_path / "r")]
