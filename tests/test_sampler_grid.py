@@ -124,6 +124,7 @@ MEASURED = {
     ("cpu64.yaml", "baselines/ddpm.yaml"): ("euler_ancestral", "phi", 50),
     ("pretrain.yaml", "baselines/cold.yaml"): ("cold", "phi", 6),
     ("cpu64.yaml", "variants/refattn.yaml"): ("euler_ancestral", "edm", 10),
+    ("cpu64.yaml", "variants/multiref.yaml"): ("euler_ancestral", "edm", 10),
     ("finetune.yaml",): ("euler", "phi", 50), ("finetune_demo.yaml",): ("euler", "phi", 10),
 }
 
