@@ -19,10 +19,11 @@ following the reference by content, and neither a paste nor the data set's usual
 the untouched image scored against the turned one). The baselines are the input reference itself and the sketch
 shown as a gray image: a model that does not beat them has learnt nothing from the inputs.
 When the folder holds the multi-reference setting (``test --model.test_settings`` with multi), ``metrics.json``
-also has "multi": {"model", "best_single", "pasted": {psnr, ssim, flat_noise, flat_noise_target,
-colour_distance}, "target_colour_distance"}: the model given all K references, the best of it given each one alone,
-and the references' per-pixel mean, scored against the turned ground truth; colour distances are to the pixels of
-the K references pooled (:func:`utils.metrics.pooled_colour_distance`).
+also has "multi": {"model", "best_single", "pasted", "single0".. : {psnr, ssim, flat_noise, flat_noise_target,
+colour_distance, answer_colour_distance}, "target_colour_distance"}: the model given all K references, the best of
+it given each one alone, the references' per-pixel mean, and the model given reference k alone, scored against the
+turned ground truth; ``colour_distance`` is to the pixels of the K references pooled
+(:func:`utils.metrics.pooled_colour_distance`), ``answer_colour_distance`` to the turned ground truth's.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ import torch
 
 from utils import metrics
 from utils.errors import UserError, exit_on_user_error
-from utils.eval_layout import (INPUT_FOLDERS, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS, MULTI_TRUTH,
-                               SETTINGS, reference_folder, truth_folder)
+from utils.eval_layout import (INPUT_FOLDERS, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS, MULTI_SINGLES,
+                               MULTI_TRUTH, SETTINGS, reference_folder, truth_folder)
 from utils.images import image_grid, load_rgb, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
@@ -83,8 +84,15 @@ def multi_scores(outputs: Path) -> dict:
     def colours(folder: Path) -> float:
         return metrics.summarize(metrics.pooled_colour_distance(references, load(folder)).tolist())["mean"]
 
-    scores = {who: {**paired_scores(truth, outputs / folder), "colour_distance": colours(outputs / folder)}
-              for who, folder in zip(("model", "best_single", "pasted"), MULTI_OUTPUTS)}
+    answer = load(truth)
+
+    def to_answer(folder: Path) -> float:  # how far the colours are from the right ones (alignment-free)
+        return metrics.summarize(metrics.colour_distance(answer, load(folder)).tolist())["mean"]
+
+    who = dict(zip(("model", "best_single", "pasted"), MULTI_OUTPUTS))
+    who.update({f"single{k}": folder for k, folder in enumerate(MULTI_SINGLES) if (outputs / folder).is_dir()})
+    scores = {name: {**paired_scores(truth, outputs / folder), "colour_distance": colours(outputs / folder),
+                     "answer_colour_distance": to_answer(outputs / folder)} for name, folder in who.items()}
     return {**scores, "target_colour_distance": colours(truth)}
 
 
@@ -174,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         multi = result["multi"]
         print(f"multi-reference (known answer; PSNR / SSIM, colour distance to the pooled references): all "
               f"references {scored(multi['model'])}; the best single one {scored(multi['best_single'])}; "
-              f"their mean pasted {scored(multi['pasted'])}")
+              f"their mean pasted {scored(multi['pasted'])}; colour distance to the answer: all "
+              f"{multi['model']['answer_colour_distance']:.1f}, best single "
+              f"{multi['best_single']['answer_colour_distance']:.1f}")
     copy = result["cross_copy"]
     print(f"cross outputs against their reference (PSNR / SSIM; higher = a paste of it): "
           f"{copy['model']['psnr']:.2f} / {copy['model']['ssim']:.3f}; the targets' own: "

@@ -78,11 +78,13 @@ def test_the_multi_reference_setting_is_reported_when_its_folders_exist(tmp_path
     outputs = _folders(tmp_path / "multi", "gt", multi=True)
     demo_report.main(["--outputs", str(outputs), "--out", str(tmp_path / "report")])
     multi = json.loads((tmp_path / "report" / "metrics.json").read_text())["multi"]
-    assert set(multi) == {"model", "best_single", "pasted", "target_colour_distance"}
+    assert set(multi) == {"model", "best_single", "pasted", "target_colour_distance"}  # no single-k folders here
     assert multi["model"]["psnr"] == float("inf") and multi["pasted"]["psnr"] < 15 > multi["best_single"]["psnr"]
     # pooled colours: the answer holds every reference's colours; one band, or their mean (grey), does not
     assert multi["target_colour_distance"] == multi["model"]["colour_distance"] < 5
     assert min(multi["best_single"]["colour_distance"], multi["pasted"]["colour_distance"]) > 30
+    # colours against the answer: the model's output is the answer (0); a single band is far from it
+    assert multi["model"]["answer_colour_distance"] == 0 < multi["best_single"]["answer_colour_distance"]
     assert "multi-reference (known answer" in capsys.readouterr().out
 
 
