@@ -14,11 +14,11 @@ Given a test folder and a seed, every image (identified by its name: path relati
   must match by content, and neither ignoring the reference (the original colours) nor pasting it in place can win
   (:func:`recolour_pair`);
 - a multi-reference item (opt-in, :func:`multi_item`), the recolouring idea with several references that each hold
-  only part of the colours: K = 3 close-ups of the image, of the top, middle and bottom of the face (square crops
-  of 55-60 % of the side, placed with seeded jitter, :func:`multi_regions`), each zoomed to full size, TPS-warped
-  and mirrored so that nothing lines up with the sketch, all hue-turned with the answer by one angle drawn from the
-  image's seed (:func:`multi_angle`). A model scores by gathering each part's colours from the reference that
-  shows it.
+  only part of the colours: K = 3 partial views of the image, each a TPS warp of it showing one band (the top with
+  the hair, the middle with the eyes and skin, the bottom with the clothes; overlapping, edges placed with seeded
+  jitter, :func:`multi_regions`) and mid-grey elsewhere, mirrored so that nothing lines up with the sketch, all
+  hue-turned with the answer by one angle drawn from the image's seed (:func:`multi_angle`). A model scores by
+  gathering each part's colours from the reference that shows it; no single reference holds them all.
 
 The image's own seed (:func:`image_seed`) is a SHA-256 hash of (seed, name), so it does not depend on Python's hash
 randomisation, on the order of the files or on which other files are present. ``data.prepare`` writes exactly these
@@ -35,7 +35,6 @@ from utils.errors import UserError
 from utils.eval_layout import MULTI_COUNT
 from utils.xdog import XDoGParams
 
-from .reference_views import crop_zoom
 from .tps import TPSParams
 
 # Independent random streams drawn from one image seed (numpy SeedSequence entropy words).
@@ -43,12 +42,14 @@ _SKETCH_STREAM = 1
 _REFERENCE_STREAM = 2
 _RECOLOUR_STREAM = 3
 _MULTI_STREAM = 4  # the multi-reference hue turn
-_MULTI_REGION_STREAM = 5  # its crops
+_MULTI_REGION_STREAM = 5  # its bands
 _MULTI_WARP_STREAM = 6  # their warps
 
-#: The multi-reference crops: square, a fraction U(low, high) of the side; their centres move by up to
-#: MULTI_JITTER of the side (vertically towards the image's middle for the top and bottom crops).
-MULTI_CROP, MULTI_JITTER = (0.55, 0.60), 0.05
+#: The multi-reference bands, (top, bottom) as fractions of the height: the top (hair), the middle (eyes, skin), the
+#: bottom (neck, clothes), overlapping; each edge inside the image moves by up to MULTI_JITTER of the height.
+MULTI_BANDS, MULTI_JITTER = ((0.0, 0.45), (0.3, 0.7), (0.55, 1.0)), 0.05
+#: What a reference shows outside its band: mid-grey, the blank of a training partial view.
+MULTI_BLANK = 128
 
 
 def image_seed(name: str, seed: int) -> int:
@@ -90,29 +91,29 @@ def multi_angle(seed_for_name: int) -> float:
     return float(_rng(seed_for_name, _MULTI_STREAM).uniform(np.pi / 2, 3 * np.pi / 2))
 
 
-def multi_regions(height: int, width: int, seed_for_name: int) -> list[tuple[int, int, int]]:
-    """(top, left, side) of the MULTI_COUNT crops of an image: square, MULTI_CROP of the short side, the k-th
-    spread from the top (k = 0) to the bottom, horizontally centred, each moved by a seeded jitter."""
+def multi_regions(height: int, width: int, seed_for_name: int) -> list[tuple[int, int]]:
+    """(top, bottom) rows of the MULTI_COUNT bands of an image (:data:`MULTI_BANDS`), their inner edges moved by a
+    seeded jitter; the first starts at row 0, the last ends at the bottom, neighbours overlap. ``width`` is unused
+    (bands span the image)."""
     rng = _rng(seed_for_name, _MULTI_REGION_STREAM)
-    regions = []
-    for k in range(MULTI_COUNT):
-        side = int(round(rng.uniform(*MULTI_CROP) * min(height, width)))
-        jitter = rng.uniform(-MULTI_JITTER, MULTI_JITTER, size=2) * (height, width)
-        top = (height - side) * k / (MULTI_COUNT - 1) + jitter[0]
-        left = (width - side) / 2 + jitter[1]
-        regions.append((int(np.clip(round(top), 0, height - side)), int(np.clip(round(left), 0, width - side)), side))
-    return regions
+    bands = []
+    for top, bottom in MULTI_BANDS[:MULTI_COUNT]:
+        top += rng.uniform(-MULTI_JITTER, MULTI_JITTER) if top > 0 else 0.0
+        bottom += rng.uniform(-MULTI_JITTER, MULTI_JITTER) if bottom < 1 else 0.0
+        bands.append((int(round(top * height)), int(round(bottom * height))))
+    return bands
 
 
 def multi_item(target: np.ndarray, seed_for_name: int, tps: TPSParams = TPSParams()
                ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The multi-reference item of ``target`` (uint8 (H, W, 3)): (the answer: ``target`` hue-turned by
-    :func:`multi_angle`, its references: the :func:`multi_regions` crops zoomed to full size, each TPS-warped (from
-    the image's own warp stream), mirrored and turned by the same angle)."""
+    :func:`multi_angle`, its references: for each :func:`multi_regions` band, a TPS warp of the image (from the
+    image's own warp stream) showing only that band, the rest mid-grey, mirrored and turned by the same angle)."""
     rng, angle = _rng(seed_for_name, _MULTI_WARP_STREAM), multi_angle(seed_for_name)
     references = []
-    for top, left, side in multi_regions(*target.shape[:2], seed_for_name):
-        view = tps.apply(crop_zoom(target, top, left, side), rng)
+    for top, bottom in multi_regions(*target.shape[:2], seed_for_name):
+        view = np.full_like(target, MULTI_BLANK)
+        view[top:bottom] = tps.apply(target, rng)[top:bottom]
         references.append(rotate_chroma(np.ascontiguousarray(view[:, ::-1]), angle))
     return rotate_chroma(target, angle), references
 

@@ -1,13 +1,16 @@
 """Several training references of one target, each an independent view of it (a character sheet's panels).
 
-With ``references_max`` = M > 1 a training item draws K ~ U{1..M} views; each view's kind is drawn on its own:
+With ``references_max`` = M > 1 a training item draws K ~ U{1..M} views. The first is the single-reference
+training's reference, a TPS warp (:mod:`data.tps`), so that a model trained on several references still learns what
+one aligned reference gives. Each further view's kind is drawn on its own:
 
-- "tps": the TPS warp of the single-reference training (:mod:`data.tps`);
+- "tps": another TPS warp of the target;
 - "mirror": the target mirrored left-right (the ``reference_flip`` idea, :mod:`data.reference_aug`);
-- "crop": a square of ``REGION`` of the side, anywhere in the image, zoomed to full size (:func:`crop_zoom`): a
-  close-up that holds only part of the colours, at another scale;
+- "crop": a square of ``REGION`` of the side, anywhere in the image, zoomed to full size (:func:`crop_zoom`) and
+  TPS-warped: a close-up that holds only part of the colours, at another scale;
 - "partial": a rectangle of ``REGION`` of each side kept in place, the rest blank (mid-grey, 0 in [-1, 1], the
-  value of a dropped reference, :data:`models.guidance.NULL_VALUE`) or, half the time, another training image.
+  value of a dropped reference, :data:`models.guidance.NULL_VALUE`) or, half the time, another training image, then
+  TPS-warped: one panel of a character sheet.
 
 Views are float32 (H, W, 3) arrays in [-1, 1], so that a blank is exactly 0. ``crop_zoom`` also makes the
 evaluation protocol's multi-reference setting (:mod:`data.protocol`), on uint8 images.
@@ -56,8 +59,8 @@ def partial_view(img: np.ndarray, rng: np.random.Generator, fill: np.ndarray | N
 
 @dataclass(frozen=True)
 class ReferenceViews:
-    """Up to ``most`` views of a training target, their kinds drawn from ``kinds`` (``most`` = 1: off, the single
-    reference of :class:`data.dataset.TrainDataset` is drawn as before)."""
+    """Up to ``most`` views of a training target, the first a TPS warp, the others' kinds drawn from ``kinds``
+    (``most`` = 1: off, the single reference of :class:`data.dataset.TrainDataset` is drawn as before)."""
 
     most: int = 1
     kinds: tuple[str, ...] = KINDS
@@ -73,16 +76,16 @@ class ReferenceViews:
         """K ~ U{1..most} views of the uint8 ``target``, float32 in [-1, 1]; ``other`` loads another training
         image (uint8) for partial views (None: always blank)."""
         image = signed(target)
-        views = []
-        for _ in range(int(rng.integers(1, self.most + 1))):
+        views = [tps.apply(image, rng)]  # the first: the single-reference training's reference
+        for _ in range(int(rng.integers(1, self.most + 1)) - 1):
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             if kind == "tps":
                 views.append(tps.apply(image, rng))
             elif kind == "mirror":
                 views.append(np.ascontiguousarray(image[:, ::-1]))
             elif kind == "crop":
-                views.append(crop_zoom(image, *random_square(rng, *image.shape[:2])))
+                views.append(tps.apply(crop_zoom(image, *random_square(rng, *image.shape[:2])), rng))
             else:
                 fill = signed(other()) if other is not None and rng.random() < 0.5 else None
-                views.append(partial_view(image, rng, fill))
+                views.append(tps.apply(partial_view(image, rng, fill), rng))
         return views

@@ -12,7 +12,7 @@ from data.collate import collate_references
 from data.datamodule import ColorizationDataModule
 from data.dataset import Pipeline, TrainDataset
 from data.folder import load_square, scan_folder
-from data.protocol import MULTI_CROP, image_seed, multi_angle, multi_item, multi_regions, recolour_angle
+from data.protocol import MULTI_BLANK, image_seed, multi_angle, multi_item, multi_regions, recolour_angle
 from data.reference_views import ReferenceViews, partial_view
 from data.sampler import sample_seed
 from data.synthetic import render_face
@@ -82,7 +82,9 @@ def test_hue_turn_is_shared_by_the_target_and_all_of_its_views(faces):
         original = load_square(entries[position].path, 24)
         errors = turn_back(to_uint8(item["target"]), original)
         assert errors.min() < 0.4 * errors[0]  # turned, and turned back
-        for view in item["references"]:
+        first, *others = item["references"]
+        assert not torch.equal(first, item["target"].flip(-1))  # the first: a TPS warp, as with one reference
+        for view in others:
             assert torch.equal(view, item["target"].flip(-1))
             assert np.argmin(turn_back(to_uint8(view), original[:, ::-1])) == np.argmin(errors)
 
@@ -137,12 +139,14 @@ def test_multi_item_is_reproducible_and_each_reference_shows_another_band():
     assert len(refs) == MULTI_COUNT and all(r.shape == face.shape and r.dtype == np.uint8 for r in refs)
     assert np.array_equal(target, rotate_chroma(face, multi_angle(seed)))  # the answer: the image turned
     assert multi_angle(seed) != recolour_angle(seed)  # a stream of its own
-    regions = multi_regions(48, 48, seed)
-    tops = [top for top, _, _ in regions]
+    bands = multi_regions(48, 48, seed)
+    tops = [top for top, _ in bands]
     assert tops == sorted(tops) and len(set(tops)) == MULTI_COUNT  # top, middle, bottom
-    assert tops[0] <= 0.05 * 48 + 1 and tops[-1] + regions[-1][2] >= 0.95 * 48 - 1
-    for top, left, side in regions:
-        assert MULTI_CROP[0] * 48 - 1 <= side <= MULTI_CROP[1] * 48 + 1 and 0 <= left <= 48 - side
+    assert bands[0][0] == 0 and bands[-1][1] == 48  # together they cover the image, neighbours overlapping
+    assert all(bands[k][1] > bands[k + 1][0] for k in range(MULTI_COUNT - 1))
+    for ref, (top, bottom) in zip(refs, bands):  # each shows its band only (mirrored), mid-grey elsewhere
+        assert (ref[:top] == MULTI_BLANK).all() and (ref[bottom:] == MULTI_BLANK).all()
+        assert (ref[top:bottom] != MULTI_BLANK).any()
     for a in range(MULTI_COUNT):
         for b in range(a + 1, MULTI_COUNT):
             assert np.abs(refs[a].astype(float) - refs[b]).mean() > 5
