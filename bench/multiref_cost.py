@@ -4,7 +4,8 @@ widths) and 256 px (configs/pretrain.yaml's), plus the warp's attention cost per
 
 Each (size, K) runs in a fresh process, so that its peak RSS (getrusage; CPU) or peak CUDA allocation is its own.
 The warp's softmax runs over all K h w reference positions for each of the h w sketch positions at its level L
-(h = size / 2^L): K (h w)^2 weights per image, computed in chunks of at most 2^25 (models.correspondence.CorrespondenceWarp).
+(h = size / 2^L): K (h w)^2 weights per image, computed in chunks of at most 2^25
+(models.correspondence.CorrespondenceWarp).
 
     python bench/multiref_cost.py                               # K in 1 2 4 8, 64 and 256 px, CPU
     python bench/multiref_cost.py --sizes 64 --counts 1 2 4 8 16 --device cuda

@@ -50,7 +50,8 @@ def test_a_sub_folder_per_sketch_gives_its_set_and_a_file_its_single(tiny_warp_m
         Image.open(face).save(references / "a" / f"view{k}.png")
     Image.open(faces[6]).save(references / "b.png")
     jobs = {job.name: job.references for job in plan_jobs(sketches, references, tmp_path / "out")}
-    assert [p.name for p in jobs["a"]] == ["view0.png", "view1.png", "view2.png"] and jobs["b"] == (references / "b.png",)
+    assert [p.name for p in jobs["a"]] == ["view0.png", "view1.png", "view2.png"]
+    assert jobs["b"] == (references / "b.png",)
     run(tiny_warp_model, sketches, [references], tmp_path / "out", "--batch-size", 2, "--save-trajectory")
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "b.png"]
     # the trajectory grid shows every reference: a third row for the set's other two, two rows for the single one
