@@ -2,7 +2,7 @@
 #            The set-up also installs Chromium and its driver (Debian packages) when missing and allowed, for the
 #            web page's browser tests; without them those tests are skipped with the reason.
 # make serve: the web page (app.py) on http://127.0.0.1:7860 with the demo checkpoint (or CKPT=path).
-# make demo: the same set-up, then train the small demo model on procedural cartoon faces on the CPU (<= 10 min),
+# make demo: the same set-up, then train the small demo model on procedural cartoon faces on the CPU (~8 min),
 #            test it and write outputs/demo/grid.png and outputs/demo/metrics.json.
 PYTHON ?= python3
 VENV := .venv
