@@ -125,7 +125,7 @@ class ColorizationCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Refuse, before anything is built, a GPU configuration that this machine cannot run, and fit without data."""
-        config = self.config[self.subcommand]
+        config = self._subcommand_config()
         problem = gpu_shortage(config.trainer, CPU_CONFIGS.get(self.model_class.__name__, "configs/cpu64.yaml"))
         if problem:
             raise UserError(problem)
@@ -141,8 +141,12 @@ class ColorizationCLI(LightningCLI):
             rejected = rejected_option(err)
             if rejected is None:
                 raise
-            raise UserError(f"--{option_key(self.config[self.subcommand], rejected.option)}: {rejected.message}") \
+            raise UserError(f"--{option_key(self._subcommand_config(), rejected.option)}: {rejected.message}") \
                 from None
+
+    def _subcommand_config(self):
+        """The configuration of the subcommand run (``run=False``, as in a script: the whole configuration)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
 
     def instantiate_trainer(self, **kwargs):
         """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""
