@@ -81,19 +81,21 @@ def multi_scores(outputs: Path) -> dict:
 
     references = torch.stack([load(outputs / MULTI_FOLDERS[key]) for key in MULTI_REFERENCE_KEYS], dim=1)
 
-    def colours(folder: Path) -> float:
-        return metrics.summarize(metrics.pooled_colour_distance(references, load(folder)).tolist())["mean"]
-
     answer = load(truth)
 
-    def to_answer(folder: Path) -> float:  # how far the colours are from the right ones (alignment-free)
-        return metrics.summarize(metrics.colour_distance(answer, load(folder)).tolist())["mean"]
+    def mean(values: torch.Tensor) -> float:
+        return metrics.summarize(values.tolist())["mean"]
+
+    def colours(images: torch.Tensor) -> dict[str, float]:
+        """Colour distance to the pooled references, and to the answer's colours (alignment-free)."""
+        return {"colour_distance": mean(metrics.pooled_colour_distance(references, images)),
+                "answer_colour_distance": mean(metrics.colour_distance(answer, images))}
 
     who = dict(zip(("model", "best_single", "pasted"), MULTI_OUTPUTS))
     who.update({f"single{k}": folder for k, folder in enumerate(MULTI_SINGLES) if (outputs / folder).is_dir()})
-    scores = {name: {**paired_scores(truth, outputs / folder), "colour_distance": colours(outputs / folder),
-                     "answer_colour_distance": to_answer(outputs / folder)} for name, folder in who.items()}
-    return {**scores, "target_colour_distance": colours(truth)}
+    scores = {name: {**paired_scores(truth, outputs / folder), **colours(load(outputs / folder))}
+              for name, folder in who.items()}
+    return {**scores, "target_colour_distance": colours(answer)["colour_distance"]}
 
 
 def report(outputs: Path) -> dict:

@@ -115,9 +115,9 @@ class EvaluationMixin:
                             "pass another --model.test_output_dir or remove it")
 
     def write_and_score(self, setting: str, out: torch.Tensor, batch: dict, target: str,
-                        colour_distance: torch.Tensor) -> None:
+                        colour_distance: torch.Tensor) -> dict[str, torch.Tensor]:
         """Save a setting's outputs under its folder and log their scores against ``batch[target]``, with the
-        colour distance to what they were given (Delta E)."""
+        colour distance to what they were given (Delta E); returns the per-image scores."""
         for name, img in zip(batch["name"], out):
             save_image(img, self.test_output_root() / setting / f"{name}.png")
         scores = {**self.quality(out, batch[target]), "colour_distance": colour_distance.float()}
@@ -126,6 +126,7 @@ class EvaluationMixin:
             values = values[~values.isnan()]  # flat_noise: images without flat regions do not count
             if len(values):
                 self.log(f"{prefix}/{setting}/{metric}", values.mean(), batch_size=len(values), sync_dist=True)
+        return scores
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         root = self.test_output_root()
@@ -158,11 +159,12 @@ class EvaluationMixin:
     def test_multi(self, batch: dict, batch_idx: int) -> None:
         """The multi-reference setting and its two baselines (module docstring); the protocol's sets of references
         have no padding."""
-        references, truth = batch[MULTI_REFERENCES], batch[MULTI_TRUTH]
+        references = batch[MULTI_REFERENCES]
         given = quantize(references)
 
-        def score(setting: str, out: torch.Tensor) -> None:
-            self.write_and_score(setting, out, batch, MULTI_TRUTH, metrics.pooled_colour_distance(given, quantize(out)))
+        def score(setting: str, out: torch.Tensor) -> dict[str, torch.Tensor]:
+            return self.write_and_score(setting, out, batch, MULTI_TRUTH,
+                                        metrics.pooled_colour_distance(given, quantize(out)))
 
         guide = self.sampling_guide(batch, MULTI_TRUTH)
         score(MULTI, self.sample(batch_cond(batch, references=MULTI_REFERENCES, mask=MULTI_MASK), seed=batch_idx,
@@ -170,9 +172,7 @@ class EvaluationMixin:
         # (a) each reference alone (the same noise): per image, the output of best PSNR
         singles = torch.stack([self.sample(Cond(batch["sketch"], references[:, k]), seed=batch_idx, guide=guide)
                                for k in range(references.shape[1])], dim=1)
-        for k in range(singles.shape[1]):
-            score(MULTI_SINGLES[k], singles[:, k])
-        psnr = torch.stack([self.quality(singles[:, k], truth)["psnr"] for k in range(singles.shape[1])], dim=1)
+        psnr = torch.stack([score(MULTI_SINGLES[k], singles[:, k])["psnr"] for k in range(singles.shape[1])], dim=1)
         best = psnr.argmax(dim=1).to(singles.device)
         score(MULTI_OUTPUTS[1], singles[torch.arange(len(best), device=singles.device), best])
         # (b) the references pasted: their per-pixel mean is the output
