@@ -37,6 +37,19 @@ def tiny_colorizer(**kw):
     return DiffusionColorizer(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2), **kw)
 
 
+def acting_model_and_cond(**kw):
+    """A tiny DiffusionColorizer whose output layer acts (a fresh one is zero) and a 2-image 16 px Cond: a sparse
+    line sketch and a random reference."""
+    from models.denoiser import Cond
+
+    torch.manual_seed(0)
+    model = tiny_colorizer(**kw).eval()
+    torch.nn.init.normal_(model.ema.net.out[-1].weight, std=0.5)
+    g = torch.Generator().manual_seed(1)
+    sketch = torch.where(torch.rand(2, 1, 16, 16, generator=g) < 0.2, -1.0, 1.0)
+    return model, Cond(sketch, torch.rand(2, 3, 16, 16, generator=g) * 2 - 1)
+
+
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> Path:
     """16 procedural colour faces of 16 px (12 for training and 4 for validation with ``val_count=4``)."""

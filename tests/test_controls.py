@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_colorizer
+from conftest import acting_model_and_cond
 from models.controls import lowpass_sketch, realism_size, start_grid
 from models.denoiser import Cond
 from models.sampling import sample
@@ -56,12 +56,7 @@ def test_noise_start_on_the_analytic_gaussian():
 
 @pytest.fixture(scope="module")
 def model_and_cond():
-    torch.manual_seed(0)
-    model = tiny_colorizer(steps=4, sampler="euler").eval()
-    torch.nn.init.normal_(model.ema.net.out[-1].weight, std=0.5)  # a fresh output layer is zero: make F act
-    g = torch.Generator().manual_seed(1)
-    sketch = torch.where(torch.rand(2, 1, 16, 16, generator=g) < 0.2, -1.0, 1.0)
-    return model, Cond(sketch, torch.rand(2, 3, 16, 16, generator=g) * 2 - 1)
+    return acting_model_and_cond(steps=4, sampler="euler")
 
 
 def test_neutral_values_are_todays_output_bit_for_bit(model_and_cond):

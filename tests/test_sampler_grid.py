@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_colorizer
+from conftest import acting_model_and_cond, tiny_colorizer
 from models.checkpoint import load_colorizer
 from models.cold import ColdSchedule
 from models.denoiser import Cond
@@ -18,12 +18,7 @@ from test_samplers import gaussian_denoiser
 
 @pytest.fixture(scope="module")
 def model_and_cond():
-    torch.manual_seed(0)
-    model = tiny_colorizer(steps=5, sampler="euler_ancestral").eval()
-    torch.nn.init.normal_(model.ema.net.out[-1].weight, std=0.5)  # a fresh output layer is zero: make F act
-    g = torch.Generator().manual_seed(1)
-    sketch = torch.where(torch.rand(2, 1, 16, 16, generator=g) < 0.2, -1.0, 1.0)
-    return model, Cond(sketch, torch.rand(2, 3, 16, 16, generator=g) * 2 - 1)
+    return acting_model_and_cond(steps=5, sampler="euler_ancestral")
 
 
 def seen_sigmas(model, **options) -> list[float]:
