@@ -23,6 +23,7 @@ import torch
 from models.phi import CANDIDATES
 from apps import plots
 from utils.errors import UserError, exit_on_user_error
+from utils.folders import check_output_folder
 from apps.phi_report import markdown_table, write_reports
 from apps.phi_search import PHI_STAR, PHI_STAR_C, SCHEDULE_TITLES, SSIMAlongSigmas, add_noise, sample_images, search
 
@@ -80,12 +81,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     if args.write_config is not None and args.write_config.exists():
         raise UserError(f"--write-config {args.write_config} exists already; remove it or choose another file")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {args.out} is a file; pass a folder")
-    if args.out is not None and args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {args.out} holds files already; pass --overwrite to write into it (files of the same "
-                        "names are replaced) or choose another folder")
-
+    if args.out is not None:
+        check_output_folder(args.out, args.overwrite, "write into it (files of the same names are replaced)")
 
 def new_version_dir(root: Path) -> Path:
     """Create and return ``root/version_N``, N one above the highest existing version (0 for the first)."""

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
 from utils.eval_layout import INPUT_FOLDERS, MULTI_FOLDERS
+from utils.folders import check_output_folder
 from utils.images import save_image
 
 from .dataset import Pipeline, eval_arrays
@@ -43,13 +44,9 @@ FOLDERS = {**INPUT_FOLDERS, **MULTI_FOLDERS}
 
 def check_output(src: Path, out: Path, overwrite: bool) -> None:
     """Refuse an output inside the source or a non-empty one (unless ``overwrite``: then remove earlier outputs)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder")
     if out.resolve().is_relative_to(src.resolve()):
         raise UserError(f"--out {out} lies inside --src {src}; its images would be read back as inputs")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"--out {out} is not empty; pass --overwrite to replace an earlier output")
+    if check_output_folder(out, overwrite, "replace an earlier output"):
         for sub in FOLDERS.values():
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / PAIRS_FILE).unlink(missing_ok=True)

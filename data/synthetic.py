@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
+from utils.folders import check_output_folder
 from utils.images import save_image
 
 #: Drawing resolution relative to the output size.
@@ -237,11 +238,7 @@ def face_seed(seed: int, index: int) -> int:
 
 def prepare_output(out: Path, overwrite: bool) -> None:
     """Create ``out``; a non-empty folder is refused unless ``overwrite`` (then earlier faces are removed)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"--out {out} is not empty; pass --overwrite to replace earlier faces, or a new folder")
+    if check_output_folder(out, overwrite, "replace earlier faces"):
         for old in out.glob("face_*.png"):
             old.unlink()
     out.mkdir(parents=True, exist_ok=True)
