@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 import torch
 
+from data.collate import pad_references
 from utils.errors import UserError
 from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, quantize, to_tensor
 from utils.xdog import XDoGParams
@@ -294,10 +295,7 @@ class Colorizer:
         if not self.takes_several_references:
             raise UserError(f"{self.checkpoint} takes one reference per sketch, and {most} were given (a model "
                             "trained with configs/variants/multiref.yaml takes several)")
-        padded = torch.zeros(len(tensors), most, 3, self.size, self.size)
-        mask = torch.zeros(len(tensors), most, dtype=torch.bool)
-        for i, refs in enumerate(tensors):
-            padded[i, :len(refs)], mask[i, :len(refs)] = torch.stack(refs), True
+        padded, mask = pad_references([torch.stack(refs) for refs in tensors])
         return padded.to(self.device), mask.to(self.device)
 
     @property

@@ -10,15 +10,19 @@ import torch
 from torch.utils.data import default_collate
 
 
-def collate_references(items: list[dict]) -> dict:
-    """The default collate of ``items`` plus references (B, K, 3, H, W), zero-padded, and ref_mask (B, K)."""
-    references = [item["references"] for item in items]
-    batch = default_collate([{k: v for k, v in item.items() if k != "references"} for item in items])
+def pad_references(references: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sets of references, each (k_i, 3, H, W), as (B, K, 3, H, W) zero-padded to the largest K, and ref_mask (B, K)."""
     most = max(len(r) for r in references)
-    padded = references[0].new_zeros(len(items), most, *references[0].shape[1:])
-    mask = torch.zeros(len(items), most, dtype=torch.bool)
+    padded = references[0].new_zeros(len(references), most, *references[0].shape[1:])
+    mask = torch.zeros(len(references), most, dtype=torch.bool)
     for i, refs in enumerate(references):
         padded[i, :len(refs)] = refs
         mask[i, :len(refs)] = True
-    batch["references"], batch["ref_mask"] = padded, mask
+    return padded, mask
+
+
+def collate_references(items: list[dict]) -> dict:
+    """The default collate of ``items`` plus references (B, K, 3, H, W), zero-padded, and ref_mask (B, K)."""
+    batch = default_collate([{k: v for k, v in item.items() if k != "references"} for item in items])
+    batch["references"], batch["ref_mask"] = pad_references([item["references"] for item in items])
     return batch
