@@ -204,10 +204,12 @@ class UNet(nn.Module, Network):
         return self._run(layers, h, emb)
 
     def _structure(self, sketch: torch.Tensor, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per level: the structure features of the input sketch and of the reference's own sketch (one encoder)."""
+        """Per level: the structure features of the input sketches [B] and of the references' own sketches (one
+        encoder; ``ref`` [B, 3, H, W], or [B K, 3, H, W] for K references each)."""
         with torch.no_grad():  # the reference's sketch, as the data's sketches are drawn (utils.xdog)
             ref_sketch = xdog_torch(ref.float(), sigma=SIGMAS[len(SIGMAS) // 2], ramp=RAMP).to(sketch.dtype)
-        return [f.chunk(2) for f in self.sketch_encoder(torch.cat([sketch, ref_sketch]))]
+        b = sketch.shape[0]
+        return [(f[:b], f[b:]) for f in self.sketch_encoder(torch.cat([sketch, ref_sketch]))]
 
     @property
     def takes_several_references(self) -> bool:
@@ -225,11 +227,8 @@ class UNet(nn.Module, Network):
             return self.warp(*self._structure(sketch, ref)[self.warp.level], ref)
         if not self.takes_several_references:
             raise ValueError("several references need the correspondence warp without reference cross-attention")
-        b, n_refs = ref.shape[:2]
-        with torch.no_grad():  # each reference's own sketch, as for one (_structure)
-            ref_sketch = xdog_torch(ref.flatten(0, 1).float(), sigma=SIGMAS[len(SIGMAS) // 2], ramp=RAMP)
-        feats = self.sketch_encoder(torch.cat([sketch, ref_sketch.to(sketch.dtype)]))[self.warp.level]
-        return self.warp(feats[:b], feats[b:].unflatten(0, (b, n_refs)), ref, ref_mask)
+        own, theirs = self._structure(sketch, ref.flatten(0, 1))[self.warp.level]
+        return self.warp(own, theirs.unflatten(0, ref.shape[:2]), ref, ref_mask)
 
     def _reference(self, ref: torch.Tensor, structure: list | None) -> list[tuple]:
         """Per level: the arguments of CrossAttention after the feature map (features, colours[, structure])."""
