@@ -225,7 +225,9 @@ def _trajectory(colorizer: Colorizer, batch: Batch, recorder: TrajectoryRecorder
     cond = batch.cond
     seen = lowpass_sketch(cond.sketch[k : k + 1], colorizer.realism)[0]
     seen = show_hints(seen, None if cond.hints is None else cond.hints[k])
-    references = cond.reference[k] if cond.ref_mask is None else cond.reference[k][cond.ref_mask[k]]  # the real ones
+    mask = cond.ref_mask
+    real = None if mask is None else mask[k] if mask.dim() == 2 else mask[k].flatten(1).any(1)  # not the padding
+    references = cond.reference[k] if real is None else cond.reference[k][real]
     return trajectory_grid(seen.cpu(), references.cpu(), [s[k] for s in recorder.states],
                            [p[k] for p in recorder.predictions])
 

@@ -42,7 +42,7 @@ import torch
 
 from data.collate import pad_references
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, quantize, to_tensor
+from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, load_with_alpha, quantize, to_tensor
 from utils.xdog import XDoGParams
 
 from .colorize_inputs import PreparedSketch, prepare_hints, prepare_reference, prepare_sketch
@@ -284,19 +284,39 @@ class Colorizer:
 
     def _references(self, references: Sequence[References]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Each sketch's reference(s) at the model's size: [B, 3, S, S], or [B, K, 3, S, S] and the mask [B, K] of
-        the real ones when some sketch has several (K = the most any has)."""
+        the real ones when some sketch has several (K = the most any has), or [B, K, S, S] of the pixels shown
+        when some reference has a transparent background (:meth:`_reference`)."""
         sets = [[r] if isinstance(r, (str, Path, np.ndarray)) else list(r) for r in references]
         if any(not refs for refs in sets):
             raise UserError("a sketch was given an empty set of references; pass at least one")
-        tensors = [[to_tensor(prepare_reference(as_rgb(r, "reference"), self.size)) for r in refs] for refs in sets]
+        several = self.takes_several_references
+        tensors = [[self._reference(r, several) for r in refs] for refs in sets]
         most = max(len(refs) for refs in tensors)
-        if most == 1:
+        if any(t.shape[0] == 4 for refs in tensors for t in refs):  # some reference has a transparent background
+            tensors = [[t if t.shape[0] == 4 else torch.cat([t, torch.ones_like(t[:1])]) for t in refs]
+                       for refs in tensors]
+        elif most == 1:
             return torch.stack([refs[0] for refs in tensors]).to(self.device), None
-        if not self.takes_several_references:
+        if not several:
             raise UserError(f"{self.checkpoint} takes one reference per sketch, and {most} were given (a model "
                             "trained with configs/variants/multiref.yaml takes several)")
         padded, mask = pad_references([torch.stack(refs) for refs in tensors])
         return padded.to(self.device), mask.to(self.device)
+
+    def _reference(self, image: ImageInput, alpha: bool) -> torch.Tensor:
+        """A reference at the model's size: (3, S, S) in [-1, 1]; with ``alpha`` (a model whose warp passes over
+        what is no part of a reference) and a transparent background, (4, S, S) with the last channel 1 where the
+        pixel is shown (alpha >= 128) and 0 where not, whose colour is then mid-grey (a training blank)."""
+        if not alpha or isinstance(image, np.ndarray):
+            return to_tensor(prepare_reference(as_rgb(image, "reference"), self.size))
+        rgba = prepare_reference(load_with_alpha(Path(image)), self.size)
+        if rgba[..., 3].min() == 255:
+            return to_tensor(rgba[..., :3])
+        shown = rgba[..., 3:] >= 128
+        if not shown.any():
+            raise UserError(f"reference {image} is transparent everywhere; it shows nothing to take colours from")
+        colours = to_tensor(np.where(shown, rgba[..., :3], np.uint8(128)))
+        return torch.cat([colours, torch.from_numpy(shown.transpose(2, 0, 1)).float()])
 
     @property
     def sampled_steps(self) -> int:

@@ -39,7 +39,7 @@ from utils import metrics
 from utils.errors import UserError, exit_on_user_error
 from utils.eval_layout import (INPUT_FOLDERS, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS, MULTI_SINGLES,
                                MULTI_TRUTH, SETTINGS, reference_folder, truth_folder)
-from utils.images import image_grid, load_rgb, save_image, to_tensor
+from utils.images import image_grid, load_rgb, load_with_alpha, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
 FOLDERS = (*SETTINGS, *INPUT_FOLDERS.values())
@@ -76,10 +76,11 @@ def multi_scores(outputs: Path) -> dict:
     truth = outputs / MULTI_FOLDERS[MULTI_TRUTH]
     names = [pair.name for pair in match_pairs(truth, truth)]
 
-    def load(folder: Path) -> torch.Tensor:  # uint8 (N, 3, H, W)
-        return torch.stack([torch.from_numpy(load_rgb(folder / f"{name}.png")).permute(2, 0, 1) for name in names])
+    def load(folder: Path, reader=load_rgb) -> torch.Tensor:  # uint8 (N, C, H, W)
+        return torch.stack([torch.from_numpy(reader(folder / f"{name}.png")).permute(2, 0, 1) for name in names])
 
-    references = torch.stack([load(outputs / MULTI_FOLDERS[key]) for key in MULTI_REFERENCE_KEYS], dim=1)
+    given = torch.stack([load(outputs / MULTI_FOLDERS[key], load_with_alpha) for key in MULTI_REFERENCE_KEYS], dim=1)
+    references, shown = given[:, :, :3], given[:, :, 3] > 0  # the pixels each reference shows
 
     answer = load(truth)
 
@@ -88,7 +89,7 @@ def multi_scores(outputs: Path) -> dict:
 
     def colours(images: torch.Tensor) -> dict[str, float]:
         """Colour distance to the pooled references, and to the answer's colours (alignment-free)."""
-        return {"colour_distance": mean(metrics.pooled_colour_distance(references, images)),
+        return {"colour_distance": mean(metrics.pooled_colour_distance(references, images, shown)),
                 "answer_colour_distance": mean(metrics.colour_distance(answer, images))}
 
     who = dict(zip(("model", "best_single", "pasted"), MULTI_OUTPUTS))

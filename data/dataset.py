@@ -32,7 +32,7 @@ from .hints import HintSampler
 from .protocol import (cross_reference_permutation, eval_sketch, image_seed, multi_item, recolour_angle,
                        recolour_pair, same_reference)
 from .reference_aug import ReferenceAugment
-from .reference_views import ReferenceViews, signed
+from .reference_views import ReferenceViews, shown, signed
 from .sampler import sample_seed
 from .tps import TPSParams
 
@@ -113,7 +113,7 @@ class TrainDataset(Dataset):
         item = {
             "target": to_tensor(target),
             "sketch": to_tensor(sketch),
-            "reference": references[0],
+            "reference": references[0][:3],
             "name": entry.name,
             "seed": seed,
         }
@@ -152,7 +152,7 @@ class TrainDataset(Dataset):
         for view in p.views.draw(target, rng, p.tps, other):
             view = p.reference_augment.apply(view, rng)
             if other is not None and p.reference_other and rng.random() < p.reference_other:
-                view = signed(other())
+                view = shown(signed(other()))
             references.append(torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1))))
         return target, references
 
@@ -183,8 +183,8 @@ def eval_arrays(entry: ImageEntry, cross: ImageEntry, pipeline: Pipeline, seed: 
 
 class EvalDataset(Dataset):
     """The evaluation protocol over a fixed list of (decodable) images: deterministic given (entries, seed); with
-    ``multi``, items also hold the multi-reference setting: references_multi (K, 3, H, W), ref_mask_multi (K,)
-    and target_multi (:data:`utils.eval_layout.MULTI_REFERENCES`)."""
+    ``multi``, items also hold the multi-reference setting: references_multi (K, 3, H, W), ref_mask_multi
+    (K, H, W: the pixels each shows) and target_multi (:data:`utils.eval_layout.MULTI_REFERENCES`)."""
 
     def __init__(self, entries: list[ImageEntry], pipeline: Pipeline, seed: int = 0, multi: bool = False) -> None:
         self.entries = entries
@@ -200,8 +200,8 @@ class EvalDataset(Dataset):
         entry = self.entries[index]
         arrays = eval_arrays(entry, self.entries[self.cross[index]], self.pipeline, self.seed, self.multi)
         item: dict[str, torch.Tensor | str] = {key: to_tensor(value) for key, value in arrays.items()}
-        if self.multi:
-            item[MULTI_REFERENCES] = torch.stack([item.pop(key) for key in MULTI_REFERENCE_KEYS])
-            item[MULTI_MASK] = torch.ones(len(MULTI_REFERENCE_KEYS), dtype=torch.bool)
+        if self.multi:  # RGBA: the colours, and the pixels shown
+            references = torch.stack([item.pop(key) for key in MULTI_REFERENCE_KEYS])
+            item[MULTI_REFERENCES], item[MULTI_MASK] = references[:, :3].contiguous(), references[:, 3] > 0
         item["name"] = entry.name
         return item

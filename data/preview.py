@@ -34,7 +34,12 @@ HEADER = 20
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+    """Grey, RGB or RGBA (transparent pixels drawn white, as on the page) -> RGB."""
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2)
+    if img.shape[2] == 4:
+        return np.where(img[..., 3:] > 0, img[..., :3], np.uint8(255))
+    return img
 
 
 def protocol_grid(folder: Path, count: int = 8, size: int = 128, seed: int = 0) -> np.ndarray:

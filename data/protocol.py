@@ -16,7 +16,8 @@ Given a test folder and a seed, every image (identified by its name: path relati
 - a multi-reference item (opt-in, :func:`multi_item`), the recolouring idea with several references that each hold
   only part of the colours: K = 3 partial views of the image, each a TPS warp of it showing one band (the top with
   the hair, the middle with the eyes and skin, the bottom with the clothes; overlapping, edges placed with seeded
-  jitter, :func:`multi_regions`) and mid-grey elsewhere, mirrored so that nothing lines up with the sketch, all
+  jitter, :func:`multi_regions`) and transparent elsewhere (mid-grey under an alpha of 0: no part of the
+  reference, as a panel cut from a character sheet), mirrored so that nothing lines up with the sketch, all
   hue-turned with the answer by one angle drawn from the image's seed (:func:`multi_angle`). A model scores by
   gathering each part's colours from the reference that shows it; no single reference holds them all.
 
@@ -48,7 +49,7 @@ _MULTI_WARP_STREAM = 6  # their warps
 #: The multi-reference bands, (top, bottom) as fractions of the height: the top (hair), the middle (eyes, skin), the
 #: bottom (neck, clothes), overlapping; each edge inside the image moves by up to MULTI_JITTER of the height.
 MULTI_BANDS, MULTI_JITTER = ((0.0, 0.45), (0.3, 0.7), (0.55, 1.0)), 0.05
-#: What a reference shows outside its band: mid-grey, the blank of a training partial view.
+#: The colour of a reference outside its band, where its alpha is 0: mid-grey, the blank of a training partial view.
 MULTI_BLANK = 128
 
 
@@ -107,14 +108,17 @@ def multi_regions(height: int, width: int, seed_for_name: int) -> list[tuple[int
 def multi_item(target: np.ndarray, seed_for_name: int, tps: TPSParams = TPSParams()
                ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The multi-reference item of ``target`` (uint8 (H, W, 3)): (the answer: ``target`` hue-turned by
-    :func:`multi_angle`, its references: for each :func:`multi_regions` band, a TPS warp of the image (from the
-    image's own warp stream) showing only that band, the rest mid-grey, mirrored and turned by the same angle)."""
+    :func:`multi_angle`, its references, uint8 (H, W, 4): for each :func:`multi_regions` band, a TPS warp of the
+    image (from the image's own warp stream) showing only that band, the rest transparent mid-grey, mirrored and
+    turned by the same angle)."""
     rng, angle = _rng(seed_for_name, _MULTI_WARP_STREAM), multi_angle(seed_for_name)
     references = []
     for top, bottom in multi_regions(*target.shape[:2], seed_for_name):
         view = np.full_like(target, MULTI_BLANK)
-        view[top:bottom] = tps.apply(target, rng)[top:bottom]
-        references.append(rotate_chroma(np.ascontiguousarray(view[:, ::-1]), angle))
+        alpha = np.zeros(target.shape[:2], np.uint8)
+        view[top:bottom], alpha[top:bottom] = tps.apply(target, rng)[top:bottom], 255
+        turned = rotate_chroma(np.ascontiguousarray(view[:, ::-1]), angle)
+        references.append(np.concatenate([turned, alpha[:, ::-1, None]], axis=2))
     return rotate_chroma(target, angle), references
 
 

@@ -9,10 +9,12 @@ one aligned reference gives. Each further view's kind is drawn on its own:
 - "crop": a square of ``REGION`` of the side, anywhere in the image, zoomed to full size (:func:`crop_zoom`) and
   TPS-warped: a close-up that holds only part of the colours, at another scale;
 - "partial": a rectangle of ``REGION`` of each side kept in place, the rest blank (mid-grey, 0 in [-1, 1], the
-  value of a dropped reference, :data:`models.guidance.NULL_VALUE`) or, half the time, another training image, then
-  TPS-warped: one panel of a character sheet.
+  value of a dropped reference, :data:`models.guidance.NULL_VALUE`, and not shown: a transparent background) or,
+  half the time, another training image (shown: a distractor), then TPS-warped: one panel of a character sheet.
 
-Views are float32 (H, W, 3) arrays in [-1, 1], so that a blank is exactly 0. ``crop_zoom`` also makes the
+Views are float32 (H, W, 4) arrays: the colours in [-1, 1] (a blank is exactly 0), then 1 where the pixel is part
+of the reference and 0 where it is not (the ``ref_mask`` of :class:`models.denoiser.Cond`), which every geometric
+step (the TPS warp, a mirror) moves with the colours. ``crop_zoom`` also makes the
 evaluation protocol's multi-reference setting (:mod:`data.protocol`), on uint8 images.
 """
 from __future__ import annotations
@@ -47,13 +49,20 @@ def random_square(rng: np.random.Generator, h: int, w: int) -> tuple[int, int, i
     return int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1)), side
 
 
+def shown(img: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Colours (H, W, 3) in [-1, 1] -> a view (H, W, 4): with the 0/1 channel ``where`` (None: every pixel shown)."""
+    alpha = np.ones(img.shape[:2], np.float32) if where is None else where.astype(np.float32)
+    return np.concatenate([img, alpha[..., None]], axis=2)
+
+
 def partial_view(img: np.ndarray, rng: np.random.Generator, fill: np.ndarray | None = None) -> np.ndarray:
-    """``img`` with only a rectangle of U(``REGION``) of each side kept in place; elsewhere ``fill`` (None: 0)."""
+    """The view (H, W, 4) of ``img`` with only a rectangle of U(``REGION``) of each side kept in place; elsewhere
+    ``fill``, shown (None: 0, not shown)."""
     h, w = img.shape[:2]
     rh, rw = (max(1, int(round(rng.uniform(*REGION) * s))) for s in (h, w))
     top, left = int(rng.integers(h - rh + 1)), int(rng.integers(w - rw + 1))
-    out = np.zeros_like(img) if fill is None else fill.copy()
-    out[top:top + rh, left:left + rw] = img[top:top + rh, left:left + rw]
+    out = shown(np.zeros_like(img), np.zeros((h, w))) if fill is None else shown(fill)
+    out[top:top + rh, left:left + rw] = shown(img[top:top + rh, left:left + rw])
     return out
 
 
@@ -73,19 +82,22 @@ class ReferenceViews:
 
     def draw(self, target: np.ndarray, rng: np.random.Generator, tps: TPSParams,
              other: Callable[[], np.ndarray] | None = None) -> list[np.ndarray]:
-        """K ~ U{1..most} views of the uint8 ``target``, float32 in [-1, 1]; ``other`` loads another training
-        image (uint8) for partial views (None: always blank)."""
+        """K ~ U{1..most} views (H, W, 4) of the uint8 ``target`` (module docstring); ``other`` loads another
+        training image (uint8) for partial views (None: always blank)."""
         image = signed(target)
-        views = [tps.apply(image, rng)]  # the first: the single-reference training's reference
+        views = [shown(tps.apply(image, rng))]  # the first: the single-reference training's reference
         for _ in range(int(rng.integers(1, self.most + 1)) - 1):
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             if kind == "tps":
-                views.append(tps.apply(image, rng))
+                views.append(shown(tps.apply(image, rng)))
             elif kind == "mirror":
-                views.append(np.ascontiguousarray(image[:, ::-1]))
+                views.append(shown(np.ascontiguousarray(image[:, ::-1])))
             elif kind == "crop":
-                views.append(tps.apply(crop_zoom(image, *random_square(rng, *image.shape[:2])), rng))
+                views.append(shown(tps.apply(crop_zoom(image, *random_square(rng, *image.shape[:2])), rng)))
             else:
                 fill = signed(other()) if other is not None and rng.random() < 0.5 else None
-                views.append(tps.apply(partial_view(image, rng, fill), rng))
+                view = tps.apply(partial_view(image, rng, fill), rng)
+                view[..., 3] = view[..., 3] > 0.5  # the warp's bilinear edge: a pixel is shown or not,
+                view[..., :3] *= view[..., 3:]  # and a hidden one blank
+                views.append(view)
         return views

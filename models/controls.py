@@ -36,17 +36,22 @@ def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net:
                   ref_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The image [B, 3, H, W] in [-1, 1] a noise start begins from: the ``reference`` itself, its mean colour as a
     flat fill, or ``net``'s correspondence warp of it onto ``sketch`` (a network with ``ref_warp``). Of several
-    references [B, K, 3, H, W] (masked by ``ref_mask``), the first gives the first two, and the warp takes all."""
+    references [B, K, 3, H, W] (masked by ``ref_mask``), the first gives the first two (its shown pixels), and the
+    warp takes all."""
     if kind == "warp":
         if not has_warp(net):
             raise ValueError("init 'warp' needs a network with a correspondence warp (ref_warp, "
                              "configs/variants/refattn.yaml)")
         return net.warped_reference(sketch, reference, ref_mask)
+    shown = ref_mask[:, :1].to(reference.dtype) if ref_mask is not None and ref_mask.dim() == 4 else None
     reference = reference[:, 0] if reference.dim() == 5 else reference
     if kind == "reference":
         return reference
-    if kind == "flat":
-        return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+    if kind == "flat":  # over the first reference's shown pixels
+        if shown is None:
+            return reference.mean(dim=(2, 3), keepdim=True).expand_as(reference)
+        mean = (reference * shown).sum(dim=(2, 3), keepdim=True) / shown.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+        return mean.expand_as(reference)
     raise ValueError(f"init must be one of {', '.join(INIT_KINDS)}, got {kind!r}")
 
 

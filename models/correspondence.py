@@ -82,27 +82,41 @@ class CorrespondenceWarp(nn.Module):
     def forward(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
                 ref_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The warp of ``ref`` [B, 3, H, W] by features ``sketch`` and ``ref_sketch`` [B, C, h, w]; or of K references
-        ``ref`` [B, K, 3, H, W] with ``ref_sketch`` [B, K, C, h, w], one softmax over all K h w positions (padding
-        masked out by ``ref_mask`` [B, K]), so that time and memory grow linearly in K."""
+        ``ref`` [B, K, 3, H, W] with ``ref_sketch`` [B, K, C, h, w], one softmax over all K h w positions, so that
+        time and memory grow linearly in K. ``ref_mask`` [B, K] masks out padding; [B, K, H, W] also the pixels
+        that are no part of a reference (a transparent background): a cell of the level's grid takes part when it
+        holds one shown pixel, with the mean colour of its shown pixels."""
         if ref.dim() == 5:
             return self._forward_several(sketch, ref_sketch, ref, ref_mask)
         b, _, h, w = sketch.shape
         q, k = self._keys(sketch), self._keys(ref_sketch)
-        colours = F.avg_pool2d(ref, 2**self.level) if self.level else ref
-        v = colours.flatten(2).transpose(1, 2).to(q.dtype)  # [B, N, 3]
+        v = self._colours(ref, None)[0].flatten(2).transpose(1, 2).to(q.dtype)  # [B, N, 3]
         warped = F.scaled_dot_product_attention(q * self.log_scale.exp(), k, v, scale=1.0)
         return self._to_image(warped, b, h, w, ref.dtype)
+
+    def _colours(self, ref: torch.Tensor, shown: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The colours of ``ref`` [N, 3, H, W] on this level's grid, and which cells show any pixel of it [N, 1, h, w]
+        (``shown`` [N, H, W]; None: every pixel, and the plain average pool)."""
+        if shown is None:
+            return (F.avg_pool2d(ref, 2**self.level) if self.level else ref), None
+        weight = shown.to(ref.dtype)[:, None]
+        if not self.level:
+            return ref * weight, weight > 0
+        cover = F.avg_pool2d(weight, 2**self.level)
+        return F.avg_pool2d(ref * weight, 2**self.level) / cover.clamp_min(1e-6), cover > 0
 
     def _forward_several(self, sketch: torch.Tensor, ref_sketch: torch.Tensor, ref: torch.Tensor,
                          ref_mask: torch.Tensor | None) -> torch.Tensor:
         b, n_refs, _, h, w = ref_sketch.shape
         q = self._keys(sketch) * self.log_scale.exp()
         k = self._keys(ref_sketch.flatten(0, 1)).reshape(b, n_refs * h * w, -1)  # [B, K N, C]
-        colours = ref.flatten(0, 1)
-        colours = F.avg_pool2d(colours, 2**self.level) if self.level else colours
+        per_pixel = ref_mask is not None and ref_mask.dim() == 4
+        colours, shown = self._colours(ref.flatten(0, 1), ref_mask.flatten(0, 1) if per_pixel else None)
         v = colours.flatten(2).transpose(1, 2).reshape(b, n_refs * h * w, 3).to(q.dtype)
-        mask = None
-        if ref_mask is not None:  # True where a position belongs to a real reference
+        mask = None  # True where a position takes part
+        if per_pixel:
+            mask = shown.to(q.device).reshape(b, 1, n_refs * h * w)
+        elif ref_mask is not None:
             mask = ref_mask.to(q.device, torch.bool)[:, None, :, None].expand(b, 1, n_refs, h * w).flatten(2)
         rows = max(1, self.CHUNK_ELEMENTS // (b * k.shape[1]))  # queries are independent: chunk them
         warped = torch.cat([F.scaled_dot_product_attention(q[:, i:i + rows], k, v, attn_mask=mask, scale=1.0)

@@ -36,8 +36,10 @@ class Cond(NamedTuple):
     channels reads None as "no hints" (all zeros), the state it was trained with when hints were dropped.
 
     Several references per sketch (a character sheet): ``reference`` [B, K, 3, H, W] and ``ref_mask`` [B, K], True
-    where item b has a k-th reference (the rest is padding; None: every item has K). Reference k = 0 is the one the
-    input channels take; a correspondence warp (``ref_warp``) matches the sketch against all of them."""
+    where item b has a k-th reference (the rest is padding; None: every item has K), or [B, K, H, W], True at the
+    pixels that are part of a reference (a reference's transparent background is not; padding is all False).
+    Reference k = 0 is the one the input channels take; a correspondence warp (``ref_warp``) matches the sketch
+    against all of them, over their shown pixels only."""
 
     sketch: torch.Tensor
     reference: torch.Tensor
@@ -46,16 +48,22 @@ class Cond(NamedTuple):
 
 
 def split_references(cond: Cond) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(the reference of the input channels [B, 3, H, W], all references [B, K, 3, H, W], their mask [B, K]); the
-    last two are None when every item has exactly one reference, so that K = 1 is the single-reference path."""
+    """(the reference of the input channels [B, 3, H, W], all references [B, K, 3, H, W], their mask); the last
+    two are None when every item has exactly one reference, shown whole, so that K = 1 is the single-reference
+    path."""
     ref, mask = cond.reference, cond.ref_mask
     if ref.dim() == 4:
         return ref, None, None
     if ref.dim() != 5 or ref.shape[2] != 3:
         raise ValueError(f"references must be [B, 3, H, W] or [B, K, 3, H, W], got {tuple(ref.shape)}")
-    if mask is not None and not bool(mask[:, 0].all()):
-        raise ValueError("every item needs its first reference (ref_mask[:, 0] must be True)")
-    if ref.shape[1] == 1 or (mask is not None and not bool(mask[:, 1:].any())):
+    if mask is not None and mask.shape not in (ref.shape[:2], ref.shape[:2] + ref.shape[3:]):
+        raise ValueError(f"ref_mask must be [B, K] or [B, K, H, W] of references {tuple(ref.shape)}, "
+                         f"got {tuple(mask.shape)}")
+    present = None if mask is None else mask if mask.dim() == 2 else mask.flatten(2).any(-1)  # [B, K]
+    if present is not None and not bool(present[:, 0].all()):
+        raise ValueError("every item needs its first reference, with at least one pixel shown (ref_mask[:, 0])")
+    whole = mask is None or mask.dim() == 2 or bool(mask[:, 0].all())
+    if whole and (ref.shape[1] == 1 or (present is not None and not bool(present[:, 1:].any()))):
         return ref[:, 0], None, None
     return ref[:, 0], ref, mask
 

@@ -4,8 +4,8 @@ a test folder is a complete evaluation set).
 
 The multi-reference setting (opt-in) samples once with all K references, and scores two baselines next to it:
 the best single reference (the model sampled once per reference with that one alone; per image the output of best
-PSNR is kept, an oracle choice among K) and the references pasted (their per-pixel mean as the output, no model).
-Its colour distance is to the pixels of the K references pooled.
+PSNR is kept, an oracle choice among K) and the references pasted (at each pixel the mean of those that show it as
+the output, no model). Its colour distance is to the shown pixels of the K references pooled.
 
 :class:`EvaluationMixin` expects the module to provide ``sample`` and the hyperparameters ``grid_images``,
 ``grid_every_n_epochs``, ``test_output_dir``, ``guidance_ssim_scale``, ``guidance_target`` and ``test_settings``.
@@ -151,29 +151,32 @@ class EvaluationMixin:
         inputs = {folder: batch[key] for key, folder in INPUT_FOLDERS.items()}
         if MULTI in settings:
             inputs[MULTI_FOLDERS[MULTI_TRUTH]] = batch[MULTI_TRUTH]
-            inputs.update(zip((MULTI_FOLDERS[k] for k in MULTI_REFERENCE_KEYS), batch[MULTI_REFERENCES].unbind(1)))
+            rgba = torch.cat([batch[MULTI_REFERENCES], batch[MULTI_MASK][:, :, None] * 2.0 - 1.0], dim=2)
+            inputs.update(zip((MULTI_FOLDERS[k] for k in MULTI_REFERENCE_KEYS), rgba.unbind(1)))  # RGBA PNGs
         for folder, images in inputs.items():
             for name, img in zip(batch["name"], images):
                 save_image(img, root / folder / f"{name}.png")
 
     def test_multi(self, batch: dict, batch_idx: int) -> None:
         """The multi-reference setting and its two baselines (module docstring); the protocol's sets of references
-        have no padding."""
-        references = batch[MULTI_REFERENCES]
+        have no padding, and each shows a part of its pixels (batch[MULTI_MASK] [B, K, H, W])."""
+        references, shown = batch[MULTI_REFERENCES], batch[MULTI_MASK]
         given = quantize(references)
 
         def score(setting: str, out: torch.Tensor) -> dict[str, torch.Tensor]:
             return self.write_and_score(setting, out, batch, MULTI_TRUTH,
-                                        metrics.pooled_colour_distance(given, quantize(out)))
+                                        metrics.pooled_colour_distance(given, quantize(out), shown))
 
         guide = self.sampling_guide(batch, MULTI_TRUTH)
         score(MULTI, self.sample(batch_cond(batch, references=MULTI_REFERENCES, mask=MULTI_MASK), seed=batch_idx,
                                  guide=guide))
         # (a) each reference alone (the same noise): per image, the output of best PSNR
-        singles = torch.stack([self.sample(Cond(batch["sketch"], references[:, k]), seed=batch_idx, guide=guide)
+        singles = torch.stack([self.sample(Cond(batch["sketch"], references[:, k:k + 1], None, shown[:, k:k + 1]),
+                                           seed=batch_idx, guide=guide)
                                for k in range(references.shape[1])], dim=1)
         psnr = torch.stack([score(MULTI_SINGLES[k], singles[:, k])["psnr"] for k in range(singles.shape[1])], dim=1)
         best = psnr.argmax(dim=1).to(singles.device)
         score(MULTI_OUTPUTS[1], singles[torch.arange(len(best), device=singles.device), best])
-        # (b) the references pasted: their per-pixel mean is the output
-        score(MULTI_OUTPUTS[2], references.mean(dim=1))
+        # (b) the references pasted: at each pixel, the mean of the references that show it (mid-grey where none)
+        weight = shown[:, :, None].to(references.dtype)
+        score(MULTI_OUTPUTS[2], (references * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1))

@@ -55,7 +55,7 @@ class GuidedDenoiser(nn.Module):
         batch = Cond(torch.cat([cond.sketch, cond.sketch, null_like(cond.sketch)]),
                      torch.cat([ref, null_like(ref), null_like(ref)]),
                      None if cond.hints is None else cond.hints.repeat(3, 1, 1, 1),
-                     None if cond.ref_mask is None else cond.ref_mask.repeat(3, 1))
+                     None if cond.ref_mask is None else torch.cat([cond.ref_mask] * 3))
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(n).repeat(3)
         d_full, d_sketch, d_none = self.denoiser(x.repeat(3, 1, 1, 1), sigma, batch).split(n)
         return d_none + s_s * (d_sketch - d_none) + s_r * (d_full - d_sketch)

@@ -219,8 +219,9 @@ class UNet(nn.Module, Network):
 
     def warped_reference(self, sketch: torch.Tensor, ref: torch.Tensor,
                          ref_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The reference [B, 3, H, W], or K references [B, K, 3, H, W] with their mask [B, K], as ``ref_warp``
-        moves it (them) onto the sketch [B, 1, H, W]: what the input gets."""
+        """The reference [B, 3, H, W], or K references [B, K, 3, H, W] with their mask ([B, K] or [B, K, H, W],
+        :class:`models.denoiser.Cond`), as ``ref_warp`` moves it (them) onto the sketch [B, 1, H, W]: what the
+        input gets."""
         if self.warp is None:
             raise ValueError("this network does not warp its reference (ref_warp is not set)")
         if ref.dim() == 4:
@@ -241,7 +242,8 @@ class UNet(nn.Module, Network):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, references: torch.Tensor | None = None,
                 ref_mask: torch.Tensor | None = None) -> torch.Tensor:
         """F(x, c_noise): ``x`` is [noisy image, sketch, (hints,) reference] on channels; ``references`` [B, K, 3, H, W]
-        with ``ref_mask`` [B, K] give the correspondence warp K references to match (x's reference is the first)."""
+        with ``ref_mask`` ([B, K] or [B, K, H, W]) give the correspondence warp K references to match (x's reference
+        is the first)."""
         factor = 2 ** (self.levels - 1)
         if x.shape[-1] % factor or x.shape[-2] % factor:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by {factor} for this U-Net")

@@ -12,6 +12,7 @@ from PIL import Image
 import colorize
 from apps.colorize import plan_jobs
 from apps.colorizer import Colorizer
+from utils.errors import UserError
 from utils.images import load_rgb
 
 pytest_plugins = ["conftest_ckpt"]
@@ -38,6 +39,27 @@ def test_a_set_of_references_colorizes_and_differs_from_its_first_alone(tiny_war
     colorizer = Colorizer.from_checkpoint(tiny_warp_model.checkpoint, device="cpu", progress=False)
     np.testing.assert_array_equal(colorizer.colorize(faces[0], list(faces[1:4])), both[0])
     np.testing.assert_array_equal(colorizer.colorize(faces[0], faces[1]), both[1])
+
+
+def test_a_transparent_background_is_no_part_of_a_reference(tiny_warp_model, faces, tmp_path):
+    """A character-sheet panel saved with a transparent background: what lies under the transparency changes
+    nothing, and the panel colours differently from the same pixels all opaque."""
+    rgb = load_rgb(faces[1])
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, : rgb.shape[1] // 2] = 0
+    for name, under in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        painted = rgb.copy()
+        painted[alpha == 0] = under
+        Image.fromarray(np.dstack([painted, alpha])).save(tmp_path / f"{name}.png")
+    colorizer = Colorizer.from_checkpoint(tiny_warp_model.checkpoint, device="cpu", progress=False)
+    red, blue = (colorizer.colorize(faces[0], [tmp_path / f"{n}.png", faces[2]]) for n in ("red", "blue"))
+    np.testing.assert_array_equal(red, blue)
+    assert not np.array_equal(red, colorizer.colorize(faces[0], [faces[1], faces[2]]))
+    alone = colorizer.colorize(faces[0], tmp_path / "red.png")  # one panel alone: through the warp as well
+    assert not np.array_equal(alone, colorizer.colorize(faces[0], faces[1]))
+    Image.fromarray(np.dstack([rgb, np.zeros_like(alpha)])).save(tmp_path / "empty.png")
+    with pytest.raises(UserError, match="transparent everywhere"):
+        colorizer.colorize(faces[0], tmp_path / "empty.png")
 
 
 def test_a_sub_folder_per_sketch_gives_its_set_and_a_file_its_single(tiny_warp_model, faces, tmp_path):

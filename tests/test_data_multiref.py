@@ -43,11 +43,13 @@ def test_views_come_in_counts_of_one_to_the_most_padded_and_masked(faces):
     dm.setup("fit")
     counts = []
     for _, batch in zip(range(4), dm.train_dataloader()):
-        refs, mask = batch["references"], batch["ref_mask"]
-        assert refs.shape[:3] == (6, mask.shape[1], 3) and mask.dtype == torch.bool
-        assert mask[:, 0].all() and mask.shape[1] == mask.sum(1).max()  # K: the batch's largest count
+        refs, shown = batch["references"], batch["ref_mask"]
+        assert refs.shape[:3] == (6, shown.shape[1], 3) and shown.shape == (*refs.shape[:2], 24, 24)
+        mask = shown.flatten(2).any(2)  # the real references, not the padding
+        assert shown.dtype == torch.bool and shown[:, 0].all()  # the first: a whole TPS warp
+        assert mask.shape[1] == mask.sum(1).max()  # K: the batch's largest count
         assert torch.equal(refs[:, 0], batch["reference"])  # the single-reference path sees the first
-        assert (refs[~mask] == 0).all()  # padding is zeros, masked out
+        assert (refs.movedim(2, -1)[~shown] == 0).all()  # padding and blanks are zeros, masked out
         assert all(refs[i, k].std() > 0 for i, k in mask.nonzero().tolist())  # real views are images
         counts += mask.sum(1).tolist()
     assert set(counts) == {1, 2, 3}
@@ -63,6 +65,12 @@ def test_collate_pads_each_item_to_the_largest_count():
     assert batch["ref_mask"].tolist() == [[True, True, False], [True, False, False], [True, True, True]]
     assert torch.equal(batch["references"].flatten(2).mean(2), batch["ref_mask"].float())
     assert "references" in items[0]  # the items are left as they were
+    # 4 channels: the last says which pixels are shown, and the mask is per pixel
+    shown = [torch.cat([torch.ones(k, 3, 2, 2), torch.tensor([1.0, 0, 1, 1]).reshape(1, 1, 2, 2).expand(k, 1, 2, 2)],
+                       dim=1) for k in (1, 2)]
+    batch = collate_references([{"name": "a", "references": shown[0]}, {"name": "b", "references": shown[1]}])
+    assert batch["references"].shape == (2, 2, 3, 2, 2) and batch["ref_mask"].shape == (2, 2, 2, 2)
+    assert batch["ref_mask"].flatten(2).sum(2).tolist() == [[3, 0], [3, 3]]
 
 
 def test_hue_turn_is_shared_by_the_target_and_all_of_its_views(faces):
@@ -83,8 +91,10 @@ def test_hue_turn_is_shared_by_the_target_and_all_of_its_views(faces):
         errors = turn_back(to_uint8(item["target"]), original)
         assert errors.min() < 0.4 * errors[0]  # turned, and turned back
         first, *others = item["references"]
-        assert not torch.equal(first, item["target"].flip(-1))  # the first: a TPS warp, as with one reference
+        assert (item["references"][:, 3] == 1).all()  # shown whole
+        assert not torch.equal(first[:3], item["target"].flip(-1))  # the first: a TPS warp, as with one reference
         for view in others:
+            view = view[:3]
             assert torch.equal(view, item["target"].flip(-1))
             assert np.argmin(turn_back(to_uint8(view), original[:, ::-1])) == np.argmin(errors)
 
@@ -92,19 +102,27 @@ def test_hue_turn_is_shared_by_the_target_and_all_of_its_views(faces):
 def test_view_kinds_and_partial_views():
     img = render_face(3, 32).astype(np.float32) / 127.5 - 1
     blank = partial_view(img, np.random.default_rng(0))
-    kept = (blank == img).all(axis=2)
+    kept = (blank[..., :3] == img).all(axis=2)
     rows, cols = np.nonzero(kept)
     box = kept[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     assert box.all() and 0.4 * 32 - 1 <= box.shape[0] <= 0.7 * 32 + 1  # one rectangle of the image, in place
-    assert (blank[~kept] == 0).all()  # the rest exactly the null value
+    assert (blank[~kept][:, :3] == 0).all()  # the rest exactly the null value
+    assert np.array_equal(blank[..., 3], kept.astype(np.float32))  # and no part of the reference
     other = np.full_like(img, 0.5)
     filled = partial_view(img, np.random.default_rng(0), other)
-    assert np.array_equal(filled[kept], img[kept]) and (filled[~kept] == 0.5).all()
+    assert np.array_equal(filled[kept][:, :3], img[kept]) and (filled[~kept][:, :3] == 0.5).all()
+    assert (filled[..., 3] == 1).all()  # another image: shown, a distractor
     tps = Pipeline().tps
     for kind in ("tps", "mirror", "crop", "partial"):
         views = ReferenceViews(4, kinds=(kind,)).draw(render_face(3, 32), np.random.default_rng(1), tps)
-        assert 1 <= len(views) <= 4 and all(v.shape == img.shape and v.dtype == np.float32 for v in views)
-        assert all(not np.allclose(v, img) for v in views)  # none lines up with the target
+        assert 1 <= len(views) <= 4 and all(v.shape == (32, 32, 4) and v.dtype == np.float32 for v in views)
+        assert all(not np.allclose(v[..., :3], img) for v in views)  # none lines up with the target
+        assert all(set(np.unique(v[..., 3])) <= {0.0, 1.0} for v in views)
+        if kind == "partial":  # the TPS warp moves what is shown with the colours: blanks stay hidden
+            for v in views[1:]:
+                assert 0 < v[..., 3].mean() < 1 and (np.abs(v[v[..., 3] == 0][:, :3]) < 1e-6).all()
+        else:
+            assert all((v[..., 3] == 1).all() for v in views)
     with pytest.raises(ValueError, match="kinds"):
         ReferenceViews(2, kinds=("rotate",))
 
@@ -136,7 +154,7 @@ def test_multi_item_is_reproducible_and_each_reference_shows_another_band():
     assert np.array_equal(target, again[0]) and all(np.array_equal(a, b) for a, b in zip(refs, again[1]))
     other = multi_item(face, image_seed("face", 1))
     assert not np.array_equal(target, other[0]) and not np.array_equal(refs[0], other[1][0])
-    assert len(refs) == MULTI_COUNT and all(r.shape == face.shape and r.dtype == np.uint8 for r in refs)
+    assert len(refs) == MULTI_COUNT and all(r.shape == (48, 48, 4) and r.dtype == np.uint8 for r in refs)
     assert np.array_equal(target, rotate_chroma(face, multi_angle(seed)))  # the answer: the image turned
     assert multi_angle(seed) != recolour_angle(seed)  # a stream of its own
     bands = multi_regions(48, 48, seed)
@@ -144,13 +162,13 @@ def test_multi_item_is_reproducible_and_each_reference_shows_another_band():
     assert tops == sorted(tops) and len(set(tops)) == MULTI_COUNT  # top, middle, bottom
     assert bands[0][0] == 0 and bands[-1][1] == 48  # together they cover the image, neighbours overlapping
     assert all(bands[k][1] > bands[k + 1][0] for k in range(MULTI_COUNT - 1))
-    for ref, (top, bottom) in zip(refs, bands):  # each shows its band only (mirrored), mid-grey elsewhere
-        assert (ref[:top] == MULTI_BLANK).all() and (ref[bottom:] == MULTI_BLANK).all()
-        assert (ref[top:bottom] != MULTI_BLANK).any()
+    for ref, (top, bottom) in zip(refs, bands):  # each shows its band only (mirrored), transparent grey elsewhere
+        assert (ref[:top] == [MULTI_BLANK] * 3 + [0]).all() and (ref[bottom:] == [MULTI_BLANK] * 3 + [0]).all()
+        assert (ref[top:bottom, :, 3] == 255).all() and (ref[top:bottom, :, :3] != MULTI_BLANK).any()
     for a in range(MULTI_COUNT):
         for b in range(a + 1, MULTI_COUNT):
-            assert np.abs(refs[a].astype(float) - refs[b]).mean() > 5
-    assert all(np.abs(r.astype(float) - target).mean() > 5 for r in refs)  # nothing lines up with the sketch
+            assert np.abs(refs[a][..., :3].astype(float) - refs[b][..., :3]).mean() > 5
+    assert all(np.abs(r[..., :3].astype(float) - target).mean() > 5 for r in refs)  # nothing lines up
 
 
 def test_the_test_set_holds_the_multi_setting_only_when_asked(faces):
@@ -161,7 +179,9 @@ def test_the_test_set_holds_the_multi_setting_only_when_asked(faces):
     a, b = next(iter(plain.test_dataloader())), next(iter(multi.test_dataloader()))
     assert plain.test_set is plain.val_set and "references_multi" not in a
     assert set(b) - set(a) == {"references_multi", "ref_mask_multi", "target_multi"}
-    assert b["references_multi"].shape == (4, MULTI_COUNT, 3, 24, 24) and b["ref_mask_multi"].all()
+    assert b["references_multi"].shape == (4, MULTI_COUNT, 3, 24, 24) and b["ref_mask_multi"].shape == (4, 3, 24, 24)
+    shown = b["ref_mask_multi"].float().mean((2, 3))
+    assert ((shown > 0.25) & (shown < 0.7)).all()  # each reference shows its band
     assert all(torch.equal(a[k], b[k]) for k in a if k != "name") and a["name"] == b["name"]
 
 
@@ -190,7 +210,13 @@ def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp
     batch = next(iter(dm.test_dataloader()))
     model = tiny_colorizer(test_settings=["same", "multi"])
     # a stand-in sampler: given one reference, that reference; given several, their mean
-    model.sample = lambda cond, **kw: cond.reference.mean(1) if cond.reference.dim() == 5 else cond.reference
+    def stand_in(cond, **kw):  # one reference: itself; several: where they show a pixel, their mean, else grey
+        if cond.ref_mask is None:
+            return cond.reference
+        weight = cond.ref_mask[:, :, None].float()
+        return (cond.reference * weight).sum(1) / weight.sum(1).clamp_min(1)
+
+    model.sample = stand_in
     logged = _stub_test(model, batch, tmp_path / "out")
     for setting in MULTI_OUTPUTS:
         for metric in ("psnr", "ssim", "colour_distance"):
@@ -200,8 +226,9 @@ def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp
         assert len(list((tmp_path / "out" / folder).glob("*.png"))) == 4
     assert not (tmp_path / "out" / "cross").exists() and "test/cross/psnr" not in logged
     assert logged["test/multi/psnr"] == logged["test/multi_pasted/psnr"]  # the stand-in pastes the mean
-    refs, truth = batch["references_multi"], batch["target_multi"]
-    per_ref = torch.stack([model.quality(refs[:, k], truth)["psnr"] for k in range(MULTI_COUNT)], 1)
+    refs, truth, shown = batch["references_multi"], batch["target_multi"], batch["ref_mask_multi"]
+    per_ref = torch.stack([model.quality(refs[:, k] * shown[:, k, None], truth)["psnr"] for k in range(MULTI_COUNT)],
+                          1)
     assert logged["test/multi_best_single/psnr"] == pytest.approx(per_ref.max(1).values.mean().item(), rel=1e-6)
     assert logged["test/multi_best_single/psnr"] > per_ref.mean().item()  # the best of three, per image
     for k, folder in enumerate(MULTI_SINGLES):  # each reference alone: its own folder and score

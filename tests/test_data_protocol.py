@@ -12,7 +12,7 @@ from data.protocol import (cross_reference_permutation, eval_sketch, image_seed,
                            same_reference)
 from data.synthetic import render_face
 from utils.errors import UserError
-from utils.images import load_gray, load_rgb, save_image, to_uint8
+from utils.images import load_gray, load_rgb, load_with_alpha, save_image, to_uint8
 
 OUTPUTS = ("gt", "sketch", "reference_same", "reference_cross", "gt_recolour", "reference_recolour", "gt_multi",
            "reference_multi0", "reference_multi1", "reference_multi2")
@@ -97,8 +97,9 @@ def test_prepare_is_byte_identical_and_matches_the_test_batches(tmp_path, capsys
             assert np.array_equal(to_uint8(batch[key][i]), load_rgb(out / folder / f"{name}.png"))
         assert np.array_equal(to_uint8(batch["target_multi"][i]), load_rgb(out / "gt_multi" / f"{name}.png"))
         for k in range(3):
-            multi = load_rgb(out / f"reference_multi{k}" / f"{name}.png")
-            assert np.array_equal(to_uint8(batch["references_multi"][i, k]), multi)
+            multi = load_with_alpha(out / f"reference_multi{k}" / f"{name}.png")  # RGBA: the band shown
+            assert np.array_equal(to_uint8(batch["references_multi"][i, k]), multi[..., :3])
+            assert np.array_equal(batch["ref_mask_multi"][i, k].numpy(), multi[..., 3] == 255)
 
 
 def test_prepare_refuses_non_empty_output_unless_overwrite(tmp_path, capsys):
@@ -156,4 +157,7 @@ def test_preview_sheet_shows_each_setting_of_the_protocol(tmp_path, capsys):
     y = preview.HEADER + 34  # the second row's recolouring answer, a multi-reference reference and answer
     for column, key in ((5, "target_recolour"), (7, "reference_multi1"), (9, "target_multi")):
         x = 2 + column * 34
-        assert np.array_equal(sheet[y: y + 32, x: x + 32], arrays[key])
+        expected = arrays[key]
+        if expected.shape[2] == 4:  # a multi-reference reference: its transparent rest drawn white
+            expected = np.where(expected[..., 3:] == 255, expected[..., :3], np.uint8(255))
+        assert np.array_equal(sheet[y: y + 32, x: x + 32], expected)

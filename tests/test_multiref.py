@@ -75,6 +75,48 @@ def test_the_warp_is_a_weighted_mean_over_all_references():
 
 
 @torch.no_grad()
+def test_hidden_pixels_take_no_part_in_the_warp():
+    """A per-pixel mask: what a reference does not show (a transparent background) changes nothing, a mask that
+    shows everything is the per-reference mask, and a cell's colour is the mean of its shown pixels."""
+    torch.manual_seed(0)
+    warp = CorrespondenceWarp(8, level=1)
+    g = torch.Generator().manual_seed(3)
+    sketch, feats = torch.randn(2, 8, 4, 4, generator=g), torch.randn(2, 2, 8, 4, 4, generator=g)
+    refs = torch.rand(2, 2, 3, 8, 8, generator=g) * 2 - 1
+    whole = torch.ones(2, 2, 8, 8, dtype=torch.bool)
+    torch.testing.assert_close(warp(sketch, feats, refs, whole), warp(sketch, feats, refs, whole[:, :, 0, 0]),
+                               rtol=0, atol=0)
+    shown = whole.clone()
+    shown[:, 1, :, :4] = False  # the left half of the second reference is background
+    out = warp(sketch, feats, refs, shown)
+    repainted = refs.clone()
+    repainted[:, 1, :, :, :4] = 5.0  # whatever colour lies under the background
+    torch.testing.assert_close(warp(sketch, feats, repainted, shown), out, rtol=0, atol=0)
+    assert (out - warp(sketch, feats, refs)).abs().max() > 1e-3  # and hiding it changes the warp
+    # one shown pixel in a 2x2 cell gives that cell its colour, not a quarter of it
+    one = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    one[0, 0, 0, 0] = True
+    flat = torch.full((1, 1, 3, 8, 8), 0.2)
+    only = warp(sketch[:1], feats[:1, :1], flat, one)
+    torch.testing.assert_close(only, torch.full_like(only, 0.2))
+
+
+@torch.no_grad()
+def test_a_partly_shown_single_reference_goes_through_the_warp():
+    d = _denoiser(ref_warp=1, ref_concat=True)
+    x, sketch, refs = _inputs(k=1)
+    shown = torch.ones(3, 1, 16, 16, dtype=torch.bool)
+    single = d(x, 1.3, Cond(sketch, refs[:, 0]))
+    torch.testing.assert_close(d(x, 1.3, Cond(sketch, refs, ref_mask=shown)), single, rtol=0, atol=0)
+    shown[:, :, 8:] = False
+    assert (d(x, 1.3, Cond(sketch, refs, ref_mask=shown)) - single).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="at least one pixel"):
+        d(x, 1.3, Cond(sketch, refs, ref_mask=torch.zeros_like(shown)))
+    with pytest.raises(ValueError, match="ref_mask must be"):
+        d(x, 1.3, Cond(sketch, refs, ref_mask=shown[:, :, :8]))
+
+
+@torch.no_grad()
 def test_guidance_and_condition_dropout_take_several_references():
     d = _denoiser(ref_warp=1, ref_concat=True)
     x, sketch, refs = _inputs(b=2, k=2)

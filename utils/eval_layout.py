@@ -19,7 +19,8 @@ SETTINGS = {"same": ("reference", "target"), "cross": ("reference_cross", "targe
 
 #: The multi-reference setting (data.protocol.multi_item), opt-in: MULTI_COUNT references per image, each holding
 #: part of the image's colours. Batch key of each of its arrays -> sub-folder; a batch stacks the references as
-#: MULTI_REFERENCES [B, K, 3, H, W] with MULTI_MASK [B, K] (all True) and holds the answer as MULTI_TRUTH.
+#: MULTI_REFERENCES [B, K, 3, H, W] with MULTI_MASK [B, K, H, W] (the pixels each shows; its folders hold RGBA PNGs)
+#: and holds the answer as MULTI_TRUTH.
 MULTI, MULTI_COUNT = "multi", 3
 MULTI_REFERENCES, MULTI_MASK, MULTI_TRUTH = "references_multi", "ref_mask_multi", "target_multi"
 MULTI_REFERENCE_KEYS = tuple(f"reference_multi{k}" for k in range(MULTI_COUNT))

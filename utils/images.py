@@ -105,6 +105,11 @@ def load_rgba(path: str | Path) -> np.ndarray:
     return np.asarray(img.convert("RGBA"), dtype=np.uint8).copy()
 
 
+def load_with_alpha(path: str | Path) -> np.ndarray:
+    """Any image file as RGBA uint8 (H, W, 4): its own transparency, or opaque everywhere for a file without."""
+    return np.asarray(_open(path).convert("RGBA"), dtype=np.uint8).copy()
+
+
 def load_gray(path: str | Path) -> np.ndarray:
     """Load any image file as grayscale uint8 (H, W) (ITU-R 601 luma, as PIL's 'L' mode)."""
     rgb = load_rgb(path)

@@ -166,10 +166,17 @@ def colour_distance(reference: torch.Tensor, fake: torch.Tensor) -> torch.Tensor
     return sliced_wasserstein(to_lab(reference), to_lab(fake))
 
 
-def pooled_colour_distance(references: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def pooled_colour_distance(references: torch.Tensor, fake: torch.Tensor,
+                           shown: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`colour_distance` of ``fake`` (B, 3, H, W) to the pixels of its K ``references`` (B, K, 3, H, W)
-    pooled into one distribution (the colours of a set of references, each holding part of them)."""
-    return colour_distance(references.permute(0, 2, 3, 1, 4).flatten(3), fake)
+    pooled into one distribution (the colours of a set of references, each holding part of them); with ``shown``
+    (B, K, H, W) bool, only the pixels that are part of a reference (not a transparent background)."""
+    if shown is None:
+        return colour_distance(references.permute(0, 2, 3, 1, 4).flatten(3), fake)
+    b = references.shape[0]
+    pooled = to_lab(references.flatten(0, 1)).reshape(b, -1, 3)  # (B, K H W, 3), reference-major like shown
+    keep, own = shown.flatten(1).cpu(), to_lab(fake)
+    return torch.cat([sliced_wasserstein(pooled[i, keep[i]][None], own[i:i + 1]) for i in range(b)])
 
 
 def lpips_distance(real: torch.Tensor, fake: torch.Tensor, lpips_net: nn.Module) -> torch.Tensor:
