@@ -2,7 +2,7 @@
 
     python colorize.py --checkpoint CKPT --sketch FILE|DIR --reference FILE [FILE ...]|DIR --out DIR|FILE.png
 
-The logic lives in :mod:`apps.colorize` (files) and :mod:`apps.colorizer` (the loaded model, also the Python API);
+The logic lives in :mod:`apps.colorize_jobs` (files) and :mod:`apps.colorizer` (the loaded model, also the Python API);
 ``python colorize.py --help`` explains every option.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from models.ssim_guidance import DEFAULT_SCALE, check_scale, ssim_guide
 from utils.cpu import use_all_cores
 from utils.errors import UserError, exit_on_user_error, listing
-from apps.colorize import colorize, default_trajectory_dir, parse_seeds
+from apps.colorize_jobs import colorize, default_trajectory_dir, parse_seeds
 from apps.colorizer import GRIDS, INFERENCE_SAMPLERS, SKETCH_TYPES, ColorizeOptions
 
 DESCRIPTION = """\

@@ -12,8 +12,8 @@ configuration; --model.net.help UNet (any class option: --OPTION.help CLASS) a c
 """
 import torch
 
-from apps.cli import run_cli
 from models.refiner import TrajectoryRefiner
+from training.cli import run_cli
 from utils.cpu import limit_heap_fragmentation
 
 

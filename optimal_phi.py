@@ -23,7 +23,7 @@ import torch
 from models.phi import CANDIDATES
 from apps import plots
 from utils.errors import UserError, exit_on_user_error
-from utils.folders import check_output_folder
+from utils.outputs import check_output_folder
 from apps.phi_report import markdown_table, write_reports
 from apps.phi_search import PHI_STAR, PHI_STAR_C, SCHEDULE_TITLES, SSIMAlongSigmas, add_noise, sample_images, search
 

@@ -9,8 +9,8 @@ An option left out takes the default below; after --config, the help shows that 
 (python pretrain.py fit --config configs/cpu64.yaml --help). --print_config prints the whole
 configuration; --model.net.help UNet (any class option: --OPTION.help CLASS) a class's own options.
 """
-from apps.cli import run_cli
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
+from training.cli import run_cli
 
 if __name__ == "__main__":
     run_cli(DiffusionColorizer, description=__doc__)

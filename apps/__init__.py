@@ -1,5 +1,5 @@
-"""Applications built on models/ and data/: the LightningCLI wiring, colorize, the phi* search and reports.
+"""Applications built on models/ and data/: colorize, the web page, the phi* search and reports.
 
-Imported by the entry scripts (pretrain.py, finetune.py, colorize.py, optimal_phi.py) and by nothing in utils/,
-data/ or models/.
+Imported by the entry scripts (colorize.py, app.py, optimal_phi.py, the evaluate_*.py scripts) and by nothing in
+utils/, data/, models/ or training/.
 """

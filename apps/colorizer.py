@@ -1,5 +1,5 @@
 """A checkpoint loaded once, ready to colorize any number of sketches: the Python API (docs/python-api.md) and the
-engine of ``colorize.py`` and the web page (:func:`apps.colorize.colorize` plans the files and runs it).
+engine of ``colorize.py`` and the web page (:func:`apps.colorize_jobs.colorize` plans the files and runs it).
 
     colorizer = Colorizer.from_checkpoint("last.ckpt", device="cpu")
     image = colorizer.colorize("sketch.png", "reference.png", seed=0)  # uint8 (H, W, 3), the sketch's size

@@ -2,7 +2,7 @@
 the sampling options, get the colorization.
 
 Built on Gradio, the maintained library for ML demo pages: its components cover uploads, sliders, a drawing canvas
-for colour hints and progress, and its queue bounds concurrent work. Every request runs :func:`apps.colorize.colorize`
+for colour hints and progress, and its queue bounds concurrent work. Every request runs :func:`apps.colorize_jobs.colorize`
 on the uploaded files, the code path of ``colorize.py`` (same checks, same preparation, same checkpoint loader), in
 a fresh temporary folder that is deleted afterwards. The checkpoint comes from the command line only; a bad upload
 (not an image, truncated, too large, a mode the loader cannot read) is one line on the page, never a crash. The
@@ -22,7 +22,7 @@ from PIL import Image
 from utils.errors import UserError
 from utils.images import image_size, load_rgb
 
-from .colorize import colorize
+from .colorize_jobs import colorize
 from .colorizer import GRIDS, INFERENCE_SAMPLERS, INIT_KINDS, ColorizeOptions
 
 #: Requests waiting behind the running one; more are refused with a "busy, retry" message.

@@ -27,7 +27,7 @@ from data.dataset import EvalDataset, Pipeline  # noqa: E402
 from data.folder import readable, scan_folder  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
 from models.denoiser import Cond  # noqa: E402
-from models.samplers import STOCHASTIC, get_sampler  # noqa: E402
+from models.solvers import STOCHASTIC, get_sampler  # noqa: E402
 from models.schedules import sampler_grid  # noqa: E402
 from utils import metrics  # noqa: E402
 from utils.images import quantize  # noqa: E402

@@ -3,7 +3,7 @@
 ``python bench/train_throughput.py [--sizes 64 128] [--batch-size 8] [--iterations 5] [--warmup 1]
 [--precisions fp32 mixed bf16] [--channels-last off on] [--layouts published adm] [--devices cpu cuda] [--num-workers 0]``
 
-A step is what ``pretrain.py fit`` does per batch: the denoising loss of :class:`models.colorizer.DiffusionColorizer`
+A step is what ``pretrain.py fit`` does per batch: the denoising loss of :class:`models.diffusion.DiffusionColorizer`
 (the U-Net of ``configs/pretrain.yaml`` or its DDPM/ADM layout, and SSIMBaD's phi schedule), backward,
 gradient clipping at 1.0, AdamW and the EMA update. Every combination of the options is one row of the table:
 
@@ -52,7 +52,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from data.datamodule import ColorizationDataModule  # noqa: E402
-from models.colorizer import DiffusionColorizer  # noqa: E402
+from models.diffusion import DiffusionColorizer  # noqa: E402
 from models.ema import ema_update  # noqa: E402
 from models.unet import UNet  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402

@@ -30,7 +30,7 @@ from utils import xdog
 from .collate import collate_references
 from .dataset import EvalDataset, Pipeline, TrainDataset
 from .folder import ImageEntry, pair_by_name, readable, scan_folder
-from .sampler import StreamSampler
+from .stream import StreamSampler
 from .hints import PATCH_FRACTION, HintSampler
 from .reference_aug import ReferenceAugment
 from .reference_views import ReferenceViews

@@ -1,7 +1,7 @@
 """Datasets of (target, sketch, reference) triplets made from folders of colour images.
 
 - :class:`TrainDataset`: each item draws a fresh XDoG sigma and a fresh TPS warp (or reads a precomputed sketch).
-  Its draws come from the seed of its position in the training stream (:mod:`data.sampler`), so they do not depend
+  Its draws come from the seed of its position in the training stream (:mod:`data.stream`), so they do not depend
   on the process or worker that loads it, and the item carries that seed for the model's own draws.
 - :class:`EvalDataset`: the fixed evaluation protocol of :mod:`data.protocol` (same-reference, cross-reference and
   recolouring, and the opt-in multi-reference setting), bit-identical across runs; :func:`eval_arrays` is the same
@@ -33,7 +33,7 @@ from .protocol import (cross_reference_permutation, eval_sketch, image_seed, mul
                        recolour_pair, same_reference)
 from .reference_aug import ReferenceAugment
 from .reference_views import ReferenceViews, shown, signed
-from .sampler import sample_seed
+from .stream import sample_seed
 from .tps import TPSParams
 
 
@@ -90,7 +90,7 @@ class TrainDataset(Dataset):
         raise ImageReadError(f"none of the {len(self.entries)} training images could be decoded")
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor | str | int]:
-        """``item``: an image index, or (image index, stream position) from :class:`~data.sampler.StreamSampler`
+        """``item``: an image index, or (image index, stream position) from :class:`~data.stream.StreamSampler`
         (a plain index is its own position)."""
         index, position = item if isinstance(item, tuple) else (item, item)
         seed = sample_seed(self.seed, position)

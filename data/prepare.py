@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
 from utils.eval_layout import INPUT_FOLDERS, MULTI_FOLDERS
-from utils.folders import check_output_folder
+from utils.outputs import check_output_folder
 from utils.images import save_image
 
 from .dataset import Pipeline, eval_arrays

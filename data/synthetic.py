@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.errors import UserError, exit_on_user_error
-from utils.folders import check_output_folder
+from utils.outputs import check_output_folder
 from utils.images import save_image
 
 #: Drawing resolution relative to the output size.

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from utils.errors import UserError
@@ -35,10 +33,11 @@ SCHEDULES: dict[str, type] = {f"models.schedules.{c.__name__}": c for c in (PhiS
 SCHEDULES["models.cold.ColdSchedule"] = ColdSchedule
 #: The LightningModules a checkpoint may name: (module, class) imported on use (they import this module).
 MODULES: dict[str, tuple[str, str]] = {
-    "models.colorizer.DiffusionColorizer": ("models.colorizer", "DiffusionColorizer"),
+    "models.diffusion.DiffusionColorizer": ("models.diffusion", "DiffusionColorizer"),
     "models.refiner.TrajectoryRefiner": ("models.refiner", "TrajectoryRefiner"),
+    "models.colorizer.DiffusionColorizer": ("models.diffusion", "DiffusionColorizer"),  # its name until 2026-12
 }
-DEFAULT_MODULE = "models.colorizer.DiffusionColorizer"
+DEFAULT_MODULE = "models.diffusion.DiffusionColorizer"
 _REGISTRIES = {"network": NETWORKS, "schedule": SCHEDULES, "model class": MODULES}
 
 
@@ -186,26 +185,3 @@ def build_model(ckpt: Checkpoint):
 def load_colorizer(path: str | Path, map_location: str | torch.device = "cpu", trusted: Iterable[str] = ()):
     """Rebuild a model from a checkpoint (``weights_only=True``, allowed classes only, strict keys)."""
     return build_model(read_checkpoint(path, map_location, trusted))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, made atomic on local disks: the file is written next to its destination,
-    flushed to disk, and renamed over it (``os.replace``), so a crash or kill -9 while saving leaves the previous
-    checkpoint whole. (Lightning's own writer stages the bytes in the system temp folder and moves them, which is a
-    copy when that folder is on another filesystem.) Remote paths keep Lightning's writer."""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if "://" in str(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        try:
-            with open(partial, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
-        return None

@@ -1,7 +1,7 @@
 """Trajectory refinement (SSIMBaD's second stage: finetuning through the sampler's trajectory).
 
 Per batch: x_T = sigma_max * n, K Euler steps on the sampler grid (``grid``) through the trained denoiser *with
-gradients* (:func:`~models.samplers.sample_euler_diff`), a loss between the final x_0 and the ground truth, and a
+gradients* (:func:`~models.solvers.sample_euler_diff`), a loss between the final x_0 and the ground truth, and a
 backward pass through the whole trajectory. Memory stays bounded by recomputing each step's activations in the
 backward pass (``checkpointing``, on by default) and optionally by backpropagating through the last ``grad_last_k``
 steps only.
@@ -28,11 +28,11 @@ from utils.errors import OptionError, UserError
 from utils.weights import LPIPS_TRUNKS, build_clip_image_encoder, build_lpips
 
 from .checkpoint import Checkpoint, build_parts, class_path, load_weights, read_checkpoint
-from .colorizer import DiffusionColorizer
+from .diffusion import DiffusionColorizer
 from .network import Network
 from .evaluation import batch_cond
-from .samplers import SamplerName, sample_euler_diff
 from .schedules import NoiseSchedule, sampler_grid
+from .solvers import SamplerName, sample_euler_diff
 
 STRATEGIES = ("mse", "clip") + tuple(f"lpips-{net}" for net in LPIPS_TRUNKS)
 Strategy = Literal[STRATEGIES]

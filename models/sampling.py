@@ -1,5 +1,5 @@
 """Sampling a colorization: seeded noise at sigma_max, the schedule's grid, optional classifier-free guidance
-(:class:`~models.guidance.GuidedDenoiser`) and gradient guidance, then one of :mod:`models.samplers`; the
+(:class:`~models.guidance.GuidedDenoiser`) and gradient guidance, then one of :mod:`models.solvers`; the
 controls of :mod:`models.controls` (realism, noise start) change the sketch, the start and the grid.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from utils.errors import OptionError
 from .controls import lowpass_sketch, start_grid
 from .denoiser import Cond
 from .guidance import GuidedDenoiser
-from .samplers import STOCHASTIC, get_sampler
 from .schedules import NoiseSchedule, sampler_grid
+from .solvers import STOCHASTIC, get_sampler
 
 
 def check_pairing(schedule: NoiseSchedule, sampler: str, grid: str = "phi") -> None:

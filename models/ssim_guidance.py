@@ -9,7 +9,7 @@ where x0_hat(x) = D(x; sigma, cond) is the denoiser's current prediction. Two ta
   prediction to coincide with the lines the user drew.
 - ``"gt"``: the ground-truth colour image with g = identity. This is an oracle for analysis only: it needs the
   ground truth (refused without it) and every output made with it must be marked "oracle" (see
-  :func:`is_oracle`; :class:`~models.colorizer.DiffusionColorizer` marks its test folder and metric names).
+  :func:`is_oracle`; :class:`~models.diffusion.DiffusionColorizer` marks its test folder and metric names).
 
 The loss is summed over the batch of per-image SSIMs, so each image gets the gradient of its own 1 - SSIM: the step
 does not depend on the batch size. SSIM is computed on [0, 1] images (``(x + 1) / 2`` of the [-1, 1] tensors, not

@@ -31,7 +31,7 @@ def one_thread():
 
 def tiny_colorizer(**kw):
     """A DiffusionColorizer with a ~0.2M-parameter U-Net (16 px images)."""
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
     from models.unet import UNet
 
     return DiffusionColorizer(net=UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2), **kw)

@@ -94,7 +94,7 @@ def tiny_warp_model(tiny_model, tmp_path_factory) -> TinyModel:
     """The tiny run's checkpoint with a correspondence-warp network of the same widths (takes several references),
     its weights drawn at random with every path non-zero: a checkpoint as pretrain.py writes it, made in-process."""
     from models.checkpoint import spec
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
     from models.unet import UNet
 
     torch.manual_seed(0)

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps.cli import run_cli
 from models.checkpoint import NETWORKS, SCHEDULES, load_colorizer, read_checkpoint
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
 from models.refiner import TrajectoryRefiner
+from training.cli import run_cli
 from utils.errors import UserError
 
 pytest_plugins = ["conftest_ckpt"]
@@ -102,7 +102,7 @@ def test_unknown_constructor_arguments_are_one_line(tiny_model, tmp_path):
 
 
 def test_lightning_load_from_checkpoint_is_the_safe_loader(tiny_model, tmp_path):
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
 
     marker = tmp_path / "pwned"
     with pytest.raises(UserError, match="refused"):
@@ -126,7 +126,7 @@ def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_
     data = ckpt["datamodule_hyper_parameters"]
     data["xdog_phi"] = data.pop("xdog_ramp")
     del data["xdog_contrast"]
-    assert ckpt["model_class"] == "models.colorizer.DiffusionColorizer"
+    assert ckpt["model_class"] == "models.diffusion.DiffusionColorizer"
     assert ckpt["hyper_parameters"]["net"]["class_path"] == "models.unet.UNet"
     path = tmp_path / "old.ckpt"
     torch.save(ckpt, path)
@@ -134,6 +134,27 @@ def test_checkpoints_written_before_the_layer_change_still_load(tiny_model, tmp_
     assert isinstance(load_colorizer(path), DiffusionColorizer)
     params = checkpoint_xdog(loaded.datamodule_hparams)
     assert params.contrast == "none" and params.ramp == data["xdog_phi"]
+
+
+def test_a_checkpoint_of_the_previous_module_layout_loads_and_samples_the_same(tiny_model, tmp_path):
+    """Before the LightningModule's module was models.diffusion it was models.colorizer, the name checkpoints
+    written then carry: such a file (made here from the old name) rebuilds the same model, whose samples are
+    identical to the bit."""
+    from apps.colorizer import Colorizer
+
+    ckpt = torch.load(tiny_model.checkpoint, weights_only=True)
+    assert ckpt["model_class"] == "models.diffusion.DiffusionColorizer"
+    ckpt["model_class"] = "models.colorizer.DiffusionColorizer"
+    old = tmp_path / "previous_layout.ckpt"
+    torch.save(ckpt, old)
+    new_model, old_model = load_colorizer(tiny_model.checkpoint), load_colorizer(old)
+    assert type(old_model) is DiffusionColorizer
+    face = sorted(tiny_model.faces.glob("*.png"))[0]
+    images = [Colorizer.from_checkpoint(path, device="cpu", progress=False).colorize(face, face, seed=3)
+              for path in (tiny_model.checkpoint, old)]
+    assert images[0].shape[2] == 3 and (images[0] == images[1]).all()
+    for name, value in new_model.state_dict().items():
+        assert torch.equal(value, old_model.state_dict()[name]), name
 
 
 @pytest.mark.parametrize("option", [["--model.prediction", "x0"],
@@ -156,7 +177,7 @@ def test_cli_refuses_a_config_that_gives_the_weights_another_meaning(tiny_model,
 def test_model_mismatches_compares_only_what_both_sides_set():
     from jsonargparse import Namespace
 
-    from apps.cli import model_mismatches
+    from training.cli import model_mismatches
 
     saved = {"prediction": "edm", "sigma_data": 0.5, "steps": 6,
              "net": {"class_path": "models.unet.UNet", "init_args": {"channel_mult": (1, 2), "dropout": 0.0}}}

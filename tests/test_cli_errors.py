@@ -1,6 +1,6 @@
 """The first hour of pretrain.py / finetune.py: a GPU configuration on a CPU machine, a misspelt choice, a value a
 constructor rejects and a missing data folder are each one line on stderr and exit status 2; validate and test run
-without --data.root. The CLIs run in-process (apps.cli.run_cli), as the entry scripts call them."""
+without --data.root. The CLIs run in-process (training.cli.run_cli), as the entry scripts call them."""
 from pathlib import Path
 from typing import get_args, get_type_hints
 
@@ -8,16 +8,16 @@ import pytest
 import torch
 from jsonargparse import Namespace
 
-from apps.cli import gpu_shortage, run_cli
-from apps.cli_parser import error_line
 from data.datamodule import ColorizationDataModule
-from models.colorizer import LOSS_WEIGHTINGS, DiffusionColorizer
+from models.diffusion import LOSS_WEIGHTINGS, DiffusionColorizer
 from models.controls import INIT_KINDS
 from models.denoiser import PREDICTIONS
 from models.refiner import STRATEGIES, TrajectoryRefiner
-from models.samplers import SAMPLERS
+from models.solvers import SAMPLERS
 from models.ssim_guidance import GUIDANCE_TARGETS
 from models.unet import REF_KEYS, RESAMPLE, UNet
+from training.cli import gpu_shortage, run_cli
+from training.cli_parser import error_line
 from utils.xdog import CONTRAST_MODES
 
 pytest_plugins = ["conftest_ckpt"]
@@ -126,6 +126,15 @@ def test_error_line_joins_the_keys_of_a_nested_error():
     outer.__cause__ = key
     assert error_line(str(outer), outer) == "--model.net.resample: " + str(inner)
     assert error_line("unrecognized arguments: --model.x 1") == "unrecognized arguments: --model.x 1"
+
+
+def test_a_config_naming_a_moved_module_says_its_new_name(tmp_path, capsys):
+    """A run's config.yaml from before the Lightning wiring left models/ names models.loss_watch.LossWatch."""
+    config = tmp_path / "old.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: models.loss_watch.LossWatch\n")
+    line = error_of(DiffusionColorizer, ["fit", "--config", TINY, "--config", str(config), "--data.root",
+                                         str(tmp_path), "--print_config"], capsys)
+    assert line.startswith("error: --trainer.callbacks: ") and "models.loss_watch is now training.loss_watch" in line
 
 
 def test_fit_without_data_root_is_one_line(capsys, tmp_path):

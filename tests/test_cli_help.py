@@ -6,12 +6,12 @@ import pytest
 
 import finetune
 import pretrain
-from apps.cli import run_cli
-from apps.cli_help import first_sentence
+from training.cli import run_cli
+from training.cli_help import first_sentence
 from models.checkpoint import NETWORKS
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
 from models.refiner import TrajectoryRefiner
-from models.samplers import SAMPLERS
+from models.solvers import SAMPLERS
 
 MOST_LINES = 300
 
@@ -75,5 +75,5 @@ def test_finetune_help_says_where_the_network_comes_from(capsys, monkeypatch):
 
 
 def test_first_sentence_drops_markup_and_keeps_abbreviations():
-    assert first_sentence("the sampler (:data:`models.samplers.SAMPLERS`, e.g. ``heun``).\n  More text.") == \
-        "the sampler (models.samplers.SAMPLERS, e.g. heun)."
+    assert first_sentence("the sampler (:data:`models.solvers.SAMPLERS`, e.g. ``heun``).\n  More text.") == \
+        "the sampler (models.solvers.SAMPLERS, e.g. heun)."

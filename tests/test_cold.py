@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_colorizer
 from models.cold import ColdSchedule, cold_endpoint
 from models.denoiser import Cond
-from models.samplers import sample_cold
+from models.solvers import sample_cold
 from models.sampling import sample
 from models.schedules import PhiSchedule
 from test_pretrain import fixed_batch, run_cli, train_briefly

@@ -18,7 +18,7 @@ import colorize
 from utils.xdog import XDoGParams, xdog
 from utils.images import list_images, load_rgb
 from utils.errors import UserError
-from apps.colorize import check_outputs, parse_seeds, plan_jobs
+from apps.colorize_jobs import check_outputs, parse_seeds, plan_jobs
 from apps.colorize_inputs import Letterbox, looks_like_sketch, prepare_sketch, trajectory_steps
 
 pytest_plugins = ["conftest_ckpt"]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import colorize
-from apps.colorize import plan_jobs
+from apps.colorize_jobs import plan_jobs
 from apps.colorizer import Colorizer
 from utils.errors import UserError
 from utils.images import load_rgb

@@ -11,10 +11,10 @@ import torch
 
 from conftest import tiny_colorizer
 from data.datamodule import ColorizationDataModule
-from data.sampler import StreamSampler
+from data.stream import StreamSampler
 from models import checkpoint
-from models.checkpoint import AtomicCheckpointIO
-from models.colorizer import DiffusionColorizer
+from training.checkpoint_io import AtomicCheckpointIO
+from models.diffusion import DiffusionColorizer
 from models.unet import UNet
 from utils.errors import TrainingDiverged
 
@@ -29,9 +29,9 @@ import os, signal, sys
 import pytorch_lightning as pl
 from data.datamodule import ColorizationDataModule
 from models import checkpoint
-from models.checkpoint import AtomicCheckpointIO
-from models.colorizer import DiffusionColorizer
-from apps.cli import ColorizationCLI
+from training.checkpoint_io import AtomicCheckpointIO
+from models.diffusion import DiffusionColorizer
+from training.cli import ColorizationCLI
 config, faces, out, steps, kill_at, ckpt = sys.argv[1:7]
 class Kill(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -109,7 +109,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(faces, tmp_path, mon
 
 
 def test_the_cli_trainer_saves_atomically(faces, tmp_path):
-    from apps.cli import ColorizationCLI
+    from training.cli import ColorizationCLI
 
     cli = ColorizationCLI(DiffusionColorizer, ColorizationDataModule, run=False,
                           args=["--config", str(TINY), "--data.root", str(faces)])
@@ -221,8 +221,8 @@ import sys, torch
 import pytorch_lightning as pl
 from data.datamodule import ColorizationDataModule
 from models import checkpoint
-from models.checkpoint import AtomicCheckpointIO
-from models.colorizer import DiffusionColorizer
+from training.checkpoint_io import AtomicCheckpointIO
+from models.diffusion import DiffusionColorizer
 from models.unet import UNet
 faces, out, devices, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 pl.seed_everything(0)

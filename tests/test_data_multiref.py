@@ -14,7 +14,7 @@ from data.dataset import Pipeline, TrainDataset
 from data.folder import load_square, scan_folder
 from data.protocol import MULTI_BLANK, image_seed, multi_angle, multi_item, multi_regions, recolour_angle
 from data.reference_views import ReferenceViews, partial_view
-from data.sampler import sample_seed
+from data.stream import sample_seed
 from data.synthetic import render_face
 from conftest import tiny_colorizer
 from utils.chroma import rotate_chroma
@@ -244,7 +244,7 @@ def test_multi_scores_the_set_the_best_single_reference_and_the_paste(faces, tmp
 
 def test_multi_runs_a_network_that_takes_several_references(faces, tmp_path, one_thread):
     """The real sampler with a correspondence-warp network: the set differs from each reference alone."""
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
     from models.unet import UNet
 
     torch.manual_seed(0)

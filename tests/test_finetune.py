@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from models.checkpoint import load_colorizer
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
 from models.denoiser import Cond, Denoiser
 from models.refiner import TrajectoryRefiner
-from models.samplers import sample_euler_diff
+from models.solvers import sample_euler_diff
 from models.schedules import EDMSchedule, PhiSchedule
 from models.unet import UNet
 from utils.errors import UserError

@@ -127,7 +127,7 @@ def test_hint_network_needs_hint_data():
     from conftest import tiny_colorizer
     from test_pretrain import fixed_batch
 
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
 
     model = DiffusionColorizer(net=UNet(**TINY, in_channels=11))
     with pytest.raises(UserError, match="hint_points"):
@@ -139,9 +139,9 @@ def test_hint_network_needs_hint_data():
 
 def test_hints_overlay_trains_and_colorizes(faces, tmp_path, one_thread):
     import colorize
-    from apps.cli import run_cli
+    from training.cli import run_cli
     from models.checkpoint import load_colorizer
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
 
     root = Path(__file__).resolve().parents[1]
     common = ["--config", str(root / "tests" / "tiny.yaml"), "--config", str(root / "configs" / "variants" /

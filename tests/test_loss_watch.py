@@ -1,4 +1,4 @@
-"""models.loss_watch.LossWatch in a real training loop, on scripted loss curves."""
+"""training.loss_watch.LossWatch in a real training loop, on scripted loss curves."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from models.loss_watch import LossWatch
+from training.loss_watch import LossWatch
 from utils.errors import TrainingDiverged
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_colorizer
 from data.synthetic import render_face
 from models.checkpoint import load_colorizer
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
 from models.denoiser import Cond
 from utils.errors import UserError
 
@@ -134,8 +134,8 @@ def test_fit_checkpoint_resume_and_safe_loading(faces, tmp_path):
 RESUME_PROBE = """
 import sys, torch
 import pytorch_lightning as pl
-from apps.cli import ColorizationCLI
-from models.colorizer import DiffusionColorizer
+from training.cli import ColorizationCLI
+from models.diffusion import DiffusionColorizer
 from data.datamodule import ColorizationDataModule
 config, faces, ckpt, probe = sys.argv[1:]
 class Probe(pl.Callback):

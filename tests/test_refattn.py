@@ -108,7 +108,7 @@ def test_sketch_keys_find_the_matching_structure_from_the_first_step():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
 
     torch.manual_seed(0)
     net = UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2, ref_attention=(1,), ref_concat=False)
@@ -153,8 +153,8 @@ def test_refattn_overlay_trains_tests_and_colorizes(faces, tmp_path, capsys, one
     from pathlib import Path
 
     import colorize
-    from apps.cli import run_cli
-    from models.colorizer import DiffusionColorizer
+    from training.cli import run_cli
+    from models.diffusion import DiffusionColorizer
 
     root = Path(__file__).resolve().parents[1]
     common = ["--config", str(root / "tests" / "tiny.yaml"), "--config", str(root / "configs" / "variants" /
@@ -217,7 +217,7 @@ def test_absolute_reference_colours_reach_the_values():
 def test_noise_start_from_the_warp():
     """init "warp" starts a noise start from the network's own warp of the reference: the same output as handing
     that warp in as the initial image, another than starting from the reference; refused without a warp."""
-    from models.colorizer import DiffusionColorizer
+    from models.diffusion import DiffusionColorizer
     from models.controls import initial_image
 
     torch.manual_seed(0)

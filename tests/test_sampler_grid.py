@@ -10,7 +10,7 @@ from conftest import acting_model_and_cond, tiny_colorizer
 from models.checkpoint import load_colorizer
 from models.cold import ColdSchedule
 from models.denoiser import Cond
-from models.samplers import get_sampler
+from models.solvers import get_sampler
 from models.sampling import check_pairing, sample
 from models.schedules import PhiSchedule, sampler_grid
 from test_samplers import gaussian_denoiser

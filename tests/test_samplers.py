@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from models.samplers import get_sampler, sample_euler, sample_euler_ancestral, sample_euler_diff, sample_heun
+from models.solvers import get_sampler, sample_euler, sample_euler_ancestral, sample_euler_diff, sample_heun
 from models.schedules import EDMSchedule, PhiSchedule, VPSchedule
 
 

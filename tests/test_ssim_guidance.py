@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from utils.xdog import xdog_torch
-from models.colorizer import DiffusionColorizer
+from models.diffusion import DiffusionColorizer
 from models.denoiser import Cond
 from models.ssim_guidance import is_oracle, ssim_guide
 from models.unet import UNet

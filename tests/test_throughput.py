@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 
 from conftest import tiny_colorizer
 from data.datamodule import ColorizationDataModule
-from models.throughput import Throughput
+from training.throughput import Throughput
 
 
 class SlowValidation(pl.Callback):

@@ -9,7 +9,7 @@ every counted batch.
 
     trainer:
       callbacks:
-        - class_path: models.throughput.Throughput
+        - class_path: training.throughput.Throughput
           init_args: {every_n_steps: 50, warmup_steps: 20}
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The parser of pretrain.py and finetune.py: a parse error is one line, and ``--help`` is compact
-(:mod:`apps.cli_help`).
+(:mod:`training.cli_help`).
 
 jsonargparse prints the subcommand's whole usage first (some 100 lines) and, for a nested option, a tree of every
 alternative it tried. Its exceptions are chained from the outermost key to the innermost reason, so the line is the
@@ -16,6 +16,9 @@ from pytorch_lightning.cli import LightningArgumentParser
 from .cli_help import CompactHelpFormatter, HelpWithGivenValues
 
 _KEY = re.compile(r'Parser key "([^"]+)":')  # how jsonargparse heads the error of one option
+#: Modules a config may name that moved (the Lightning wiring out of models/, names that do not collide).
+MOVED = {"models.throughput": "training.throughput", "models.loss_watch": "training.loss_watch",
+         "models.colorizer": "models.diffusion", "models.samplers": "models.solvers", "data.sampler": "data.stream"}
 
 
 def error_line(message: str, ex: BaseException | None = None) -> str:
@@ -31,6 +34,9 @@ def error_line(message: str, ex: BaseException | None = None) -> str:
         reason = text
         ex = ex.__cause__ or ex.__context__
     reason = " ".join(_KEY.sub("", reason).split())
+    moved = [f"{old} is now {new}" for old, new in MOVED.items() if f"'{old}'" in reason or f"{old}." in reason]
+    if moved:  # a config written before the move: say what to write instead
+        reason = f"{reason}; {', '.join(moved)}: edit the class_path in your config"
     return f"--{'.'.join(keys)}: {reason}" if keys else reason
 
 

@@ -10,10 +10,11 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from data.datamodule import ColorizationDataModule
-from models.checkpoint import AtomicCheckpointIO, read_checkpoint
+from models.checkpoint import read_checkpoint
 from utils.cpu import use_all_cores
 from utils.errors import OptionError, UserError
 
+from .checkpoint_io import AtomicCheckpointIO
 from .cli_parser import OneLineErrorParser
 
 
@@ -149,7 +150,7 @@ class ColorizationCLI(LightningCLI):
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def instantiate_trainer(self, **kwargs):
-        """The configured trainer, saving checkpoints atomically (:class:`models.checkpoint.AtomicCheckpointIO`)."""
+        """The configured trainer, saving checkpoints atomically (:class:`training.checkpoint_io.AtomicCheckpointIO`)."""
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()

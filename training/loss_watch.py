@@ -10,7 +10,7 @@ loss is read on the host once a window (one sync), averaged over all processes, 
 
     trainer:
       callbacks:
-        - class_path: models.loss_watch.LossWatch
+        - class_path: training.loss_watch.LossWatch
           init_args: {window: 50, ratio: 2.5, patience: 3}
 """
 from __future__ import annotations
