@@ -12,8 +12,9 @@ sketches are made with XDoG. Unreadable images are skipped with a warning line e
 
 Batches are dicts: target (B, 3, H, W), sketch (B, 1, H, W), reference (B, 3, H, W), [reference_cross,
 target_recolour, reference_recolour (B, 3, H, W)] floats in [-1, 1], and name (list of str: path relative to its
-folder, no extension). Training with ``references_max`` > 1 adds references (B, K, 3, H, W) and ref_mask (B, K);
-testing with ``test_multi`` adds references_multi (B, 3, 3, H, W), ref_mask_multi (B, 3) and target_multi.
+folder, no extension). Training with ``references_max`` > 1 adds references (B, K, 3, H, W) and ref_mask
+(B, K, H, W: the pixels each shows); testing with ``test_multi`` adds references_multi (B, 3, 3, H, W),
+ref_mask_multi (B, 3, H, W) and target_multi.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class ColorizationDataModule(pl.LightningDataModule):
         references_max: the most references per training image (1: one, as before). Above 1, each image draws
             K ~ U{1..references_max} views of itself (TPS warp, mirror, crop-and-zoom, partial view;
             :mod:`data.reference_views`), hue-turned together with it, and batches gain references (B, K, 3, H, W)
-            padded with zeros and ref_mask (B, K) (:mod:`data.collate`); reference stays the first one.
+            padded with zeros and ref_mask (B, K, H, W) (:mod:`data.collate`); reference stays the first one.
         test_multi: test batches also hold the protocol's multi-reference setting (references_multi (B, 3, 3, H, W),
             ref_mask_multi, target_multi; :func:`data.protocol.multi_item`), which ``--model.test_settings`` with
             multi scores.

@@ -9,7 +9,8 @@
 
 Items are dicts of float tensors in [-1, 1]: target (3, H, W), sketch (1, H, W), reference (3, H, W) (and
 reference_cross, target_recolour, reference_recolour (3, H, W) for evaluation, hints (4, H, W) for training with
-colour hints, references (K, 3, H, W) for training with several references, the first being ``reference``) plus
+colour hints, references (K, 4, H, W) for training with several references: colours, then 1 where a pixel is
+shown (:mod:`data.reference_views`), the first being ``reference``) plus
 the image's name.
 """
 from __future__ import annotations
