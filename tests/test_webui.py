@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -50,13 +51,19 @@ def _serve(checkpoint: Path):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
                PYTHONPATH=str(ROOT))
+    log = tempfile.TemporaryFile()  # not a pipe: a server that logs more than a pipe holds must not block on it
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint),
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-3000:]
+
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"app.py exited: {proc.stdout.read().decode()[-3000:]}")
+            pytest.fail(f"app.py exited: {output()}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
@@ -69,6 +76,7 @@ def _serve(checkpoint: Path):
     yield url, proc
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +188,15 @@ def test_burst_of_requests_is_answered_and_memory_returns(server, tiny_model):
     assert client.predict(*args, api_name="/colorize")[-1].startswith("done")  # warm
     before = rss_mb(proc.pid)
     answers: list[str] = []
+    clients = [Client(url, verbose=False) for _ in range(8)]  # connected first: the burst is of requests
 
-    def one():
+    def one(client):
         try:
-            answers.append(Client(url, verbose=False).predict(*args, api_name="/colorize")[-1])
+            answers.append(client.predict(*args, api_name="/colorize")[-1])
         except Exception as err:  # noqa: BLE001 - the queue's refusal reaches the client as an exception
             answers.append(f"refused: {err}")
 
-    threads = [threading.Thread(target=one) for _ in range(8)]
+    threads = [threading.Thread(target=one, args=(client,)) for client in clients]
     for t in threads:
         t.start()
     for t in threads:
