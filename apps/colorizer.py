@@ -305,11 +305,13 @@ class Colorizer:
 
     def _reference(self, image: ImageInput, alpha: bool) -> torch.Tensor:
         """A reference at the model's size: (3, S, S) in [-1, 1]; with ``alpha`` (a model whose warp passes over
-        what is no part of a reference) and a transparent background, (4, S, S) with the last channel 1 where the
-        pixel is shown (alpha >= 128) and 0 where not, whose colour is then mid-grey (a training blank)."""
-        if not alpha or isinstance(image, np.ndarray):
+        what is no part of a reference) and a transparent background (a file's, or an RGBA uint8 array's), (4, S, S)
+        with the last channel 1 where the pixel is shown (alpha >= 128) and 0 where not, whose colour is then
+        mid-grey (a training blank)."""
+        is_rgba = isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape[2:] == (4,)
+        if not alpha or (isinstance(image, np.ndarray) and not is_rgba):
             return to_tensor(prepare_reference(as_rgb(image, "reference"), self.size))
-        rgba = prepare_reference(load_with_alpha(Path(image)), self.size)
+        rgba = prepare_reference(image if is_rgba else load_with_alpha(Path(image)), self.size)
         if rgba[..., 3].min() == 255:
             return to_tensor(rgba[..., :3])
         shown = rgba[..., 3:] >= 128

@@ -54,6 +54,8 @@ def test_a_transparent_background_is_no_part_of_a_reference(tiny_warp_model, fac
     colorizer = Colorizer.from_checkpoint(tiny_warp_model.checkpoint, device="cpu", progress=False)
     red, blue = (colorizer.colorize(faces[0], [tmp_path / f"{n}.png", faces[2]]) for n in ("red", "blue"))
     np.testing.assert_array_equal(red, blue)
+    as_array = np.asarray(Image.open(tmp_path / "red.png"))  # an RGBA array gives what its file gives
+    np.testing.assert_array_equal(colorizer.colorize(faces[0], [as_array, faces[2]]), red)
     assert not np.array_equal(red, colorizer.colorize(faces[0], [faces[1], faces[2]]))
     alone = colorizer.colorize(faces[0], tmp_path / "red.png")  # one panel alone: through the warp as well
     assert not np.array_equal(alone, colorizer.colorize(faces[0], faces[1]))
