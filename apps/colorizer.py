@@ -186,14 +186,14 @@ def batch_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def initial_images(init: str, cond, sketches: list, init_rgb: np.ndarray | None, net=None) -> torch.Tensor:
+def start_images(init: str, cond, sketches: list, init_rgb: np.ndarray | None, net=None) -> torch.Tensor:
     """The images a noise start begins from, in [-1, 1] like the reference batch: one of :data:`INIT_KINDS`
-    (:func:`models.controls.initial_image`; "warp" needs ``net``'s correspondence warp), or ``init_rgb`` (an
+    (:func:`models.controls.start_image`; "warp" needs ``net``'s correspondence warp), or ``init_rgb`` (an
     earlier result) letterboxed like each sketch."""
     if init in INIT_KINDS:
-        from models.controls import initial_image  # noqa: PLC0415 - models loads lazily
+        from models.controls import start_image  # noqa: PLC0415 - models loads lazily
 
-        return initial_image(init, cond.sketch, cond.reference, net, cond.ref_mask)
+        return start_image(init, cond.sketch, cond.reference, net, cond.ref_mask)
     images = []
     for prepared in sketches:
         box = prepared.letterbox
@@ -351,7 +351,7 @@ class Colorizer:
         options, cond = self.options, batch.cond
         guide = options.guide_factory(cond) if options.guide_factory is not None else None
         with torch.no_grad():
-            init = initial_images(options.init, cond, batch.sketches, self.init_rgb, self.model.ema.net) \
+            init = start_images(options.init, cond, batch.sketches, self.init_rgb, self.model.ema.net) \
                 if self.sigma_start is not None else None
             result = self.model.sample(cond, steps=self.steps, sampler=self.sampler, seed=batch_seed(seed, index),
                                        guidance=self.guidance, guide=guide, callback=callback, realism=self.realism,

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from apps.colorizer import checkpoint_xdog, initial_images  # noqa: E402
+from apps.colorizer import checkpoint_xdog, start_images  # noqa: E402
 from apps.colorize_inputs import prepare_reference, prepare_sketch, show_hints  # noqa: E402
 from data.hints import add_patch  # noqa: E402
 from models.checkpoint import build_model, read_checkpoint  # noqa: E402
@@ -58,14 +58,14 @@ def rows(model, cond: Cond, control: str, values: list[float], seeds: list[int],
     """Per value, the tiles [sketch seen, reference, start, outputs per seed] in [0, 1]; the start is the sampler's
     own first state for the first seed (recorded by its callback)."""
     with torch.no_grad():
-        start_image = initial_images(init, cond, [prepared], None, model.ema.net) if control == "sigma_start" else None
+        begin = start_images(init, cond, [prepared], None, model.ema.net) if control == "sigma_start" else None
     out = []
     for value in values:
         seen, given = cond.sketch, cond
         if control == "realism":
             options, seen = {"realism": value}, lowpass_sketch(cond.sketch, value)
         elif control == "sigma_start":
-            options = {"sigma_start": value, "init": start_image}
+            options = {"sigma_start": value, "init": begin}
         else:
             options, given = {}, cond._replace(hints=figure_hints(hint_source, int(value)))
         starts: list[torch.Tensor] = []

@@ -32,7 +32,7 @@ def has_warp(net: torch.nn.Module | None) -> bool:
     return getattr(net, "warp", None) is not None
 
 
-def initial_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None,
+def start_image(kind: str, sketch: torch.Tensor, reference: torch.Tensor, net: torch.nn.Module | None = None,
                   ref_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The image [B, 3, H, W] in [-1, 1] a noise start begins from: the ``reference`` itself, its mean colour as a
     flat fill, or ``net``'s correspondence warp of it onto ``sketch`` (a network with ``ref_warp``). Of several

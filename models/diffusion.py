@@ -19,7 +19,7 @@ import torch
 from utils.errors import OptionError, UserError
 
 from .checkpoint import class_path, load_colorizer, spec
-from .controls import INIT_KINDS, InitKind, has_warp, initial_image
+from .controls import INIT_KINDS, InitKind, has_warp, start_image
 from .denoiser import Cond, Denoiser, Prediction
 from .ema import ema_update
 from .evaluation import EvaluationMixin, TestSetting, batch_cond, check_test_settings
@@ -176,7 +176,7 @@ class DiffusionColorizer(NonFiniteGuard, EvaluationMixin, pl.LightningModule):
         sigma_start = hp.get("sigma_start") if sigma_start is None else sigma_start
         denoiser = self.ema if use_ema else self.denoiser
         if sigma_start is not None and init is None:
-            init = initial_image(hp.get("init", "reference"), cond.sketch, cond.reference, denoiser.net, cond.ref_mask)
+            init = start_image(hp.get("init", "reference"), cond.sketch, cond.reference, denoiser.net, cond.ref_mask)
         return sample(denoiser, self.schedule, cond, steps or hp.steps,
                       sampler or hp.sampler, seed=seed, device=self.device,
                       guidance=guidance or (hp.guidance_sketch, hp.guidance_reference), guide=guide,

@@ -218,7 +218,7 @@ def test_noise_start_from_the_warp():
     """init "warp" starts a noise start from the network's own warp of the reference: the same output as handing
     that warp in as the initial image, another than starting from the reference; refused without a warp."""
     from models.diffusion import DiffusionColorizer
-    from models.controls import initial_image
+    from models.controls import start_image
 
     torch.manual_seed(0)
     make = lambda **kw: UNet(base_channels=16, channel_mult=(1, 2), num_blocks=1, attn_heads=2,  # noqa: E731
@@ -234,11 +234,11 @@ def test_noise_start_from_the_warp():
         out = model.sample(cond, seed=0, sigma_start=1.0)
         torch.testing.assert_close(out, model.sample(cond, seed=0, sigma_start=1.0, init=warp), rtol=0, atol=0)
         assert not torch.allclose(out, model.sample(cond, seed=0, sigma_start=1.0, init=cond.reference))
-        torch.testing.assert_close(initial_image("warp", cond.sketch, cond.reference, model.ema.net), warp)
+        torch.testing.assert_close(start_image("warp", cond.sketch, cond.reference, model.ema.net), warp)
     with pytest.raises(ValueError, match="warp"):
         DiffusionColorizer(net=make(), init="warp")
     with pytest.raises(ValueError, match="warp"):
-        initial_image("warp", cond.sketch, cond.reference, make())
+        start_image("warp", cond.sketch, cond.reference, make())
     with pytest.raises(ValueError, match="init must be"):
         DiffusionColorizer(net=make(), init="noise")
     from apps.colorizer import INIT_KINDS  # the command line's list, kept without importing models
