@@ -62,8 +62,9 @@ def split_references(cond: Cond) -> tuple[torch.Tensor, torch.Tensor | None, tor
     present = None if mask is None else mask if mask.dim() == 2 else mask.flatten(2).any(-1)  # [B, K]
     if present is not None and not bool(present[:, 0].all()):
         raise ValueError("every item needs its first reference, with at least one pixel shown (ref_mask[:, 0])")
-    whole = mask is None or mask.dim() == 2 or bool(mask[:, 0].all())
-    if whole and (ref.shape[1] == 1 or (present is not None and not bool(present[:, 1:].any()))):
+    # (each bool() is a host read: the whole-first check runs only when there is one reference in fact)
+    alone = ref.shape[1] == 1 or (present is not None and not bool(present[:, 1:].any()))
+    if alone and (mask is None or mask.dim() == 2 or bool(mask[:, 0].all())):
         return ref[:, 0], None, None
     return ref[:, 0], ref, mask
 
