@@ -84,6 +84,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.out is not None:
         check_output_folder(args.out, args.overwrite, "write into it (files of the same names are replaced)")
 
+
 def new_version_dir(root: Path) -> Path:
     """Create and return ``root/version_N``, N one above the highest existing version (0 for the first)."""
     taken = [int(p.name[len("version_"):]) for p in root.glob("version_*") if p.name[len("version_"):].isdigit()]

@@ -17,7 +17,7 @@ import torchvision
 from PIL import Image
 
 from utils.errors import UserError
-from utils.images import load_rgb, load_rgba, quantize, resize_center_crop, to_unit
+from utils.images import load_rgb, load_rgba, quantize, resize_center_crop, shown_pixels, to_unit
 from utils.xdog import XDoGParams
 
 #: Sketch detection (:func:`looks_like_sketch`): a pixel is coloured when max(R, G, B) - min(R, G, B) exceeds
@@ -144,7 +144,7 @@ def prepare_hints(path: Path, box: Letterbox) -> torch.Tensor:
     if rgba.shape[:2] != (box.height, box.width):
         raise UserError(f"--hints {path} is {rgba.shape[1]}x{rgba.shape[0]} px but its sketch is "
                         f"{box.width}x{box.height}; draw the hints on a layer of the sketch's size")
-    alpha = (rgba[..., 3:] >= 128).astype(np.float32)
+    alpha = shown_pixels(rgba).astype(np.float32)
     top, left = box.offset
     pad = ((top, box.side - box.height - top), (left, box.side - box.width - left), (0, 0))
     weighted = np.pad(np.concatenate([rgba[..., :3] * alpha, alpha], axis=2), pad)

@@ -42,7 +42,8 @@ import torch
 
 from data.collate import pad_references
 from utils.errors import UserError
-from utils.images import IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, load_with_alpha, quantize, to_tensor
+from utils.images import (IMAGE_EXTENSIONS, ImageReadError, image_size, load_rgb, load_with_alpha, quantize,
+                          shown_pixels, to_tensor)
 from utils.xdog import XDoGParams
 
 from .colorize_inputs import PreparedSketch, prepare_hints, prepare_reference, prepare_sketch
@@ -314,7 +315,7 @@ class Colorizer:
         rgba = prepare_reference(image if is_rgba else load_with_alpha(Path(image)), self.size)
         if rgba[..., 3].min() == 255:
             return to_tensor(rgba[..., :3])
-        shown = rgba[..., 3:] >= 128
+        shown = shown_pixels(rgba)
         if not shown.any():
             raise UserError(f"reference {image} is transparent everywhere; it shows nothing to take colours from")
         colours = to_tensor(np.where(shown, rgba[..., :3], np.uint8(128)))

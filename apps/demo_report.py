@@ -39,7 +39,7 @@ from utils import metrics
 from utils.errors import UserError, exit_on_user_error
 from utils.eval_layout import (INPUT_FOLDERS, MULTI_FOLDERS, MULTI_OUTPUTS, MULTI_REFERENCE_KEYS, MULTI_SINGLES,
                                MULTI_TRUTH, SETTINGS, reference_folder, truth_folder)
-from utils.images import image_grid, load_rgb, load_with_alpha, save_image, to_tensor
+from utils.images import OPAQUE, image_grid, load_rgb, load_with_alpha, save_image, to_tensor
 from utils.pairs import iter_pair_batches, match_pairs
 
 FOLDERS = (*SETTINGS, *INPUT_FOLDERS.values())
@@ -80,7 +80,7 @@ def multi_scores(outputs: Path) -> dict:
         return torch.stack([torch.from_numpy(reader(folder / f"{name}.png")).permute(2, 0, 1) for name in names])
 
     given = torch.stack([load(outputs / MULTI_FOLDERS[key], load_with_alpha) for key in MULTI_REFERENCE_KEYS], dim=1)
-    references, shown = given[:, :, :3], given[:, :, 3] > 0  # the pixels each reference shows
+    references, shown = given[:, :, :3], given[:, :, 3] >= OPAQUE  # the pixels each reference shows
 
     answer = load(truth)
 

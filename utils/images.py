@@ -105,6 +105,15 @@ def load_rgba(path: str | Path) -> np.ndarray:
     return np.asarray(img.convert("RGBA"), dtype=np.uint8).copy()
 
 
+#: The least alpha of a shown pixel, for every file whose transparency means something (hints, references).
+OPAQUE = 128
+
+
+def shown_pixels(rgba: np.ndarray) -> np.ndarray:
+    """Which pixels of an RGBA uint8 array (H, W, 4) are shown: alpha >= :data:`OPAQUE`, (H, W, 1) bool."""
+    return rgba[..., 3:] >= OPAQUE
+
+
 def load_with_alpha(path: str | Path) -> np.ndarray:
     """Any image file as RGBA uint8 (H, W, 4): its own transparency, or opaque everywhere for a file without."""
     return np.asarray(_open(path).convert("RGBA"), dtype=np.uint8).copy()
